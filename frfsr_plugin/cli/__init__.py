@@ -1,0 +1,1 @@
+"""Command-line entry points: ``basicsr`` (train/test launcher) and ``frfsr`` (demo)."""

@@ -1,0 +1,103 @@
+"""The ``basicsr`` command: BasicSR's train and test pipelines with installed plugins, in the current directory.
+
+Usage::
+
+    basicsr train -opt X.yml [--launcher none|pytorch|slurm] [--auto_resume] [--debug] [--force_yml k:sub=v ...]
+    basicsr test -opt X.yml [--launcher ...]
+
+Plugins are imported before the pipeline starts: every module of the entry-point group ``basicsr.plugins`` and every
+module listed under the top-level YAML key ``plugins:`` (importable from the working directory).
+"""
+import importlib
+import os
+import sys
+from importlib.metadata import entry_points
+
+import yaml
+
+import frfsr_plugin  # noqa: F401  (compat alias and registration before basicsr is used)
+from frfsr_plugin.utils.errors import UserInputError
+
+COMMANDS = ('train', 'test')
+USAGE = 'usage: basicsr {train,test} -opt OPTIONS.yml [--launcher none|pytorch|slurm] [--auto_resume] [--debug] ' \
+        '[--force_yml KEY=VALUE ...]'
+
+
+def option_file_from_args(args):
+    """Value of ``-opt`` in BasicSR's argument list."""
+    for index, arg in enumerate(args):
+        if arg == '-opt' and index + 1 < len(args):
+            return args[index + 1]
+        if arg.startswith('-opt='):
+            return arg[len('-opt='):]
+    raise UserInputError('the option file is missing: pass -opt OPTIONS.yml')
+
+
+def read_plugin_list(opt_path):
+    """Module names under the YAML's top-level ``plugins:`` key."""
+    if not os.path.isfile(opt_path):
+        raise UserInputError(f"option file '{opt_path}' not found.")
+    with open(opt_path, encoding='utf-8') as file:
+        try:
+            opt = yaml.safe_load(file)
+        except yaml.YAMLError as error:
+            raise UserInputError(f"option file '{opt_path}' is not valid YAML: {error}") from error
+    if not isinstance(opt, dict):
+        raise UserInputError(f"option file '{opt_path}' must hold a mapping of options.")
+    plugins = opt.get('plugins') or []
+    if isinstance(plugins, str) or not all(isinstance(name, str) for name in plugins):
+        raise UserInputError(f"{opt_path}: `plugins` must be a list of module names, got {plugins!r}.")
+    return plugins
+
+
+def load_plugins(opt_path):
+    """Import installed ``basicsr.plugins`` entry points and the YAML's ``plugins:`` modules."""
+    for entry_point in entry_points(group='basicsr.plugins'):
+        entry_point.load()
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for module_name in read_plugin_list(opt_path):
+        try:
+            importlib.import_module(module_name)
+        except ImportError as error:
+            raise UserInputError(f"{opt_path}: plugin module '{module_name}' could not be imported: {error}") from error
+
+
+def normalise_args(args):
+    """Accept torch.distributed.launch's ``--local-rank`` spelling as BasicSR's ``--local_rank``."""
+    return ['--local_rank' + arg[len('--local-rank'):] if arg.startswith('--local-rank') else arg for arg in args]
+
+
+def run(command, args):
+    """Run BasicSR's ``command`` pipeline with ``args`` (BasicSR's own flags) in the current directory."""
+    args = normalise_args(args)
+    load_plugins(option_file_from_args(args))
+    import basicsr.test
+    import basicsr.train
+
+    from frfsr_plugin.utils.resume import load_resume_state
+    basicsr.train.load_resume_state = load_resume_state
+    sys.argv = [f'basicsr {command}'] + args
+    pipeline = basicsr.train.train_pipeline if command == 'train' else basicsr.test.test_pipeline
+    pipeline(os.getcwd())
+
+
+def main(argv=None):
+    """Console entry point. Returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ('-h', '--help'):
+        print(USAGE)
+        return 0 if argv else 2
+    if argv[0] not in COMMANDS:
+        print(f'basicsr: unknown command {argv[0]!r}\n{USAGE}', file=sys.stderr)
+        return 2
+    try:
+        run(argv[0], argv[1:])
+    except UserInputError as error:
+        print(f'basicsr {argv[0]}: error: {error}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

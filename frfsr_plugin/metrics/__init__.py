@@ -1,0 +1,1 @@
+"""Metrics are registered by explicit import, as in BasicSR."""

@@ -1,0 +1,122 @@
+"""Stage-1 RefSR model: trains a reference-based restoration network with frozen correspondence and SIFE parts."""
+import re
+from collections import OrderedDict
+
+import torch
+from basicsr.archs import build_network
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from frfsr_plugin.utils.errors import UserInputError
+
+
+@MODEL_REGISTRY.register()
+class FRFSRModel(SRModel):
+    """Reference-based SR model for FRFSR's stage 1 ("-rec") and any RefSR generator with the same interface.
+
+    Paper: A Feature Reuse Framework with Texture-adaptive Aggregation for Reference-based Super-Resolution.
+
+    It mainly performs:
+        1. computes, without gradients, the reference context of a batch: contrastive encoder features
+           (``network_extractor``), patch matching, pre-offsets and VGG Ref features (``network_map``), and the SIFE
+           feature (optional ``network_sife``); these frozen networks are in no optimiser and never resumed;
+        2. runs ``net_g(lq, context)`` and trains it with the pixel (and optional perceptual) loss, with per-parameter
+           learning rates from ``train.optim_g.param_group_lrs``;
+        3. at test time crops the SR output back to the unpadded GT size before metrics.
+
+    Batches carry ``lq`` (B, 3, h, w), ``lq_up`` (B, 3, 4h, 4w), ``ref`` (B, 3, 4h, 4w) and optionally ``gt``.
+    """
+
+    frozen_networks = (('network_extractor', True), ('network_map', True), ('network_sife', False))
+
+    def __init__(self, opt):
+        super().__init__(opt)
+        for key, required in self.frozen_networks:
+            setattr(self, key.replace('network_', 'net_'), self.build_frozen_network(key, required))
+
+    def build_frozen_network(self, key, required):
+        """Build ``opt[key]`` in eval mode without gradients (not wrapped in DDP). Returns None if absent."""
+        if key not in self.opt:
+            if required:
+                raise UserInputError(f'Option `{key}` is missing: {type(self).__name__} needs it.')
+            return None
+        net = build_network(self.opt[key]).to(self.device).eval()
+        return net.requires_grad_(False)
+
+    def setup_optimizers(self):
+        """Adam over net_g with learning-rate groups chosen by parameter-name regular expressions.
+
+        ``optim_g.param_group_lrs`` is a list of ``{params: <regex>, lr: <float>}``; a parameter joins the first group
+        whose regex it matches (``re.search``), the others use ``optim_g.lr``.
+        """
+        optim_opt = dict(self.opt['train']['optim_g'])
+        optim_type = optim_opt.pop('type')
+        group_specs = optim_opt.pop('param_group_lrs', None) or []
+        groups = [{'params': [], 'lr': float(spec['lr']), 'pattern': spec['params']} for spec in group_specs]
+        main_group = {'params': [], 'lr': float(optim_opt.pop('lr'))}
+        for name, param in self.get_bare_model(self.net_g).named_parameters():
+            if not param.requires_grad:
+                get_root_logger().warning(f'Params {name} will not be optimized.')
+                continue
+            group = next((g for g in groups if re.search(g['pattern'], name)), main_group)
+            group['params'].append(param)
+        for index, group in enumerate(groups):
+            if not group['params']:
+                raise UserInputError(f"train.optim_g.param_group_lrs[{index}].params {group['pattern']!r} matches no "
+                                     'trainable parameter of net_g.')
+            del group['pattern']
+        self.optimizer_g = self.get_optimizer(optim_type, [main_group] + groups, main_group['lr'], **optim_opt)
+        self.optimizers.append(self.optimizer_g)
+
+    def feed_data(self, data):
+        self.lq = data['lq'].to(self.device)
+        self.lq_up = data['lq_up'].to(self.device)
+        self.ref = data['ref'].to(self.device)
+        if 'gt' in data:
+            self.gt = data['gt'].to(self.device)
+
+    @torch.no_grad()
+    def reference_context(self):
+        """Correspondence and SIFE features of the current batch (frozen networks, no gradients).
+
+        Returns:
+            dict: ``pre_offsets``, ``ref_feats``, ``warped_ref_feats`` from ``net_map`` and ``sife_feat`` (B, C, h, w)
+            when ``network_sife`` is configured.
+        """
+        feat_lq, feat_ref = self.net_extractor(self.lq_up, self.ref)
+        context = self.net_map(feat_lq, feat_ref, self.ref)
+        if self.net_sife is not None:
+            context['sife_feat'] = self.net_sife(self.lq)
+        return context
+
+    def optimize_parameters(self, current_iter):
+        self.optimizer_g.zero_grad()
+        self.output = self.net_g(self.lq, self.reference_context())
+        loss_dict = OrderedDict()
+        l_total = 0
+        if self.cri_pix:
+            loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
+            l_total = l_total + loss_dict['l_pix']
+        if self.cri_perceptual:
+            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
+            for key, value in (('l_percep', l_percep), ('l_style', l_style)):
+                if value is not None:
+                    loss_dict[key] = value
+                    l_total = l_total + value
+        l_total.backward()
+        self.optimizer_g.step()
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def test(self):
+        """Super-resolve the current batch with net_g_ema (if any) or net_g; crop to the unpadded GT size."""
+        net = getattr(self, 'net_g_ema', self.net_g)
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            self.output = net(self.lq, self.reference_context())
+        net.train(was_training)
+        if hasattr(self, 'gt'):
+            self.output = self.output[..., :self.gt.shape[-2], :self.gt.shape[-1]]

@@ -1,0 +1,1 @@
+"""Plain-PyTorch operators used by the FRFSR networks (no compiled extensions)."""

@@ -1,0 +1,148 @@
+"""Modulated deformable convolution (DCNv2) with three interchangeable backends.
+
+All take the offset as ``(B, 2 * G * 9, H, W)`` with ``(dy, dx)`` interleaved per 3x3 kernel tap, group major, and the
+mask as ``(B, G * 9, H, W)``:
+
+* ``torchvision`` (default): ``torchvision.ops.deform_conv2d``.
+* ``mmcv``: ``mmcv.ops.modulated_deform_conv2d``, bit-identical to torchvision; needs mmcv built with its ops.
+* ``pytorch``: bilinear sampling with ``grid_sample`` followed by a matrix product. Same forward values up to float
+  rounding (about 1e-6 relative) and the same gradients except at the measure-zero set of sampling points where
+  bilinear interpolation has a kink. Its backward is several times faster on CPU (see ``docs/design.md``).
+"""
+import torch
+import torch.nn.functional as F
+import torchvision
+
+DCN_BACKENDS = ('torchvision', 'mmcv', 'pytorch')
+
+
+def _mmcv_modulated_deform_conv2d():
+    try:
+        from mmcv.ops import modulated_deform_conv2d
+    except ImportError as error:
+        raise ImportError('dcn_backend: mmcv needs mmcv built with its ops (`mmcv.ops` failed to import: '
+                          f'{error}). Use dcn_backend: torchvision, which gives identical results.') from error
+    return modulated_deform_conv2d
+
+
+def check_dcn_backend(backend):
+    """Validate a backend name and, for mmcv, that its compiled ops import.
+
+    Args:
+        backend (str): One of ``DCN_BACKENDS``.
+    """
+    if backend not in DCN_BACKENDS:
+        raise ValueError(f'dcn_backend must be one of {DCN_BACKENDS}, got {backend!r}.')
+    if backend == 'mmcv':
+        _mmcv_modulated_deform_conv2d()
+
+
+def grid_sample_modulated_deform_conv2d(x, offset, mask, weight, bias):
+    """Modulated 3x3 deformable convolution (stride 1, padding 1, dilation 1) with ``grid_sample``.
+
+    Args:
+        x (Tensor): Input, shape (B, C_in, H, W); C_in divisible by the number of offset groups G.
+        offset (Tensor): Shape (B, 18 G, H, W), (dy, dx) per tap, group major.
+        mask (Tensor): Shape (B, 9 G, H, W).
+        weight (Tensor): Shape (C_out, C_in, 3, 3).
+        bias (Tensor | None): Shape (C_out,).
+
+    Returns:
+        Tensor: Shape (B, C_out, H, W).
+    """
+    batch, channels, height, width = x.shape
+    groups = offset.shape[1] // 18
+    offset = offset.view(batch, groups, 9, 2, height, width)
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=x.dtype, device=x.device),
+                            torch.arange(width, dtype=x.dtype, device=x.device), indexing='ij')
+    taps = torch.arange(3, dtype=x.dtype, device=x.device) - 1
+    tap_y, tap_x = taps.repeat_interleave(3).view(9, 1, 1), taps.repeat(3).view(9, 1, 1)
+    grid_x = (xs + tap_x + offset[:, :, :, 1]) * (2.0 / max(width - 1, 1)) - 1.0
+    grid_y = (ys + tap_y + offset[:, :, :, 0]) * (2.0 / max(height - 1, 1)) - 1.0
+    grid = torch.stack((grid_x, grid_y), dim=-1).view(batch * groups, 9 * height, width, 2)
+    sampled = F.grid_sample(x.reshape(batch * groups, channels // groups, height, width), grid, mode='bilinear',
+                            padding_mode='zeros', align_corners=True)
+    sampled = sampled.view(batch, groups, channels // groups, 9, height, width) * mask.view(
+        batch, groups, 1, 9, height, width)
+    out = torch.matmul(weight.reshape(weight.shape[0], channels * 9), sampled.view(batch, channels * 9, -1))
+    out = out.view(batch, -1, height, width)
+    return out if bias is None else out + bias.view(1, -1, 1, 1)
+
+
+def modulated_deform_conv2d(x, offset, mask, weight, bias, padding=1, backend='torchvision'):
+    """Modulated deformable convolution with stride 1 and dilation 1.
+
+    Args:
+        x (Tensor): Input, shape (B, C_in, H, W).
+        offset (Tensor): Sampling offsets, shape (B, 2 * G * k * k, H, W), (dy, dx) per tap.
+        mask (Tensor): Modulation in [0, 1], shape (B, G * k * k, H, W).
+        weight (Tensor): Kernel, shape (C_out, C_in, k, k).
+        bias (Tensor | None): Bias, shape (C_out,).
+        padding (int): Zero padding. Default: 1.
+        backend (str): One of ``DCN_BACKENDS``. Default: ``'torchvision'``.
+
+    Returns:
+        Tensor: Output, shape (B, C_out, H, W).
+    """
+    if backend == 'pytorch':
+        if weight.shape[-2:] != (3, 3) or padding != 1:
+            raise ValueError('dcn_backend pytorch supports 3x3 kernels with padding 1 only.')
+        return grid_sample_modulated_deform_conv2d(x, offset, mask, weight, bias)
+    if backend == 'mmcv':
+        deform_groups = offset.shape[1] // (2 * weight.shape[2] * weight.shape[3])
+        return _mmcv_modulated_deform_conv2d()(x, offset, mask, weight, bias, 1, padding, 1, 1, deform_groups)
+    return torchvision.ops.deform_conv2d(x, offset, weight, bias, stride=1, padding=padding, dilation=1, mask=mask)
+
+
+class PreOffsetModulatedDeformConv(torch.nn.Module):
+    """3x3 modulated deformable conv whose learned offsets are added to correspondence pre-offsets.
+
+    The offset/mask branch ``conv_offset_mask`` maps an offset feature to ``G * 27`` channels: the first ``G * 18`` are
+    learned offsets, the last ``G * 9`` mask logits. It is zero-initialised, so at start the conv samples exactly at
+    the pre-offset positions with mask 0.5. Parameter names (``weight``, ``bias``, ``conv_offset_mask``) follow DCNv2.
+
+    Args:
+        in_channels (int): Channels of the sampled feature and of the offset feature.
+        out_channels (int): Output channels.
+        deformable_groups (int): Offset groups G. Default: 8.
+        backend (str): One of ``DCN_BACKENDS``. Default: ``'torchvision'``.
+    """
+
+    kernel_taps = 9
+
+    def __init__(self, in_channels, out_channels, deformable_groups=8, backend='torchvision'):
+        super().__init__()
+        check_dcn_backend(backend)
+        self.deformable_groups = deformable_groups
+        self.backend = backend
+        self.weight = torch.nn.Parameter(torch.empty(out_channels, in_channels, 3, 3))
+        self.bias = torch.nn.Parameter(torch.zeros(out_channels))
+        self.conv_offset_mask = torch.nn.Conv2d(in_channels, deformable_groups * 3 * self.kernel_taps, 3, 1, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """U(-1/sqrt(9 C_in), 1/sqrt(9 C_in)) kernel, zero bias, zero offset/mask branch (as DCNv2)."""
+        bound = 1.0 / (self.weight.shape[1] * self.kernel_taps)**0.5
+        torch.nn.init.uniform_(self.weight, -bound, bound)
+        torch.nn.init.zeros_(self.bias)
+        self.zero_offset_branch()
+
+    def zero_offset_branch(self):
+        torch.nn.init.zeros_(self.conv_offset_mask.weight)
+        torch.nn.init.zeros_(self.conv_offset_mask.bias)
+
+    def forward(self, x, offset_feat, pre_offset):
+        """
+        Args:
+            x (Tensor): Feature to sample (the raw Ref feature), shape (B, C_in, H, W).
+            offset_feat (Tensor): Feature predicting offsets and mask, shape (B, C_in, H, W).
+            pre_offset (Tensor): Correspondence offsets shared by all groups, shape (B, 18, H, W), (dy, dx) per tap.
+
+        Returns:
+            Tensor: Shape (B, C_out, H, W).
+        """
+        offset_mask = self.conv_offset_mask(offset_feat)
+        num_offsets = 2 * self.deformable_groups * self.kernel_taps
+        offset = offset_mask[:, :num_offsets] + pre_offset.repeat(1, self.deformable_groups, 1, 1)
+        mask = torch.sigmoid(offset_mask[:, num_offsets:])
+        return modulated_deform_conv2d(x, offset, mask, self.weight, self.bias, backend=self.backend)

@@ -1,0 +1,102 @@
+"""Loading of pretrained weights from local files only (nothing is ever downloaded)."""
+import os
+
+import torch
+
+from frfsr_plugin.utils.errors import UserInputError
+
+
+class PretrainedWeightsError(UserInputError):
+    """A weights file is missing or does not fit the network it is loaded into."""
+
+
+def resolve_pretrained_option(pretrained, owner, description):
+    """Check a ``pretrained`` option: a path to a local weights file, or ``False`` for random init.
+
+    Args:
+        pretrained (str | bool | None): The option value.
+        owner (str): Who reads the option, used in messages (e.g. ``'FRFSRContrastiveEncoder'``).
+        description (str): What weights belong in the file.
+
+    Returns:
+        str | None: The expanded path, or None for random initialisation.
+    """
+    if pretrained is False:
+        return None
+    if not isinstance(pretrained, (str, os.PathLike)):
+        raise PretrainedWeightsError(f'{owner}: `pretrained` must be the path of a local file with {description}, or '
+                                     f'false for random init (tests only); got {pretrained!r}.')
+    path = os.path.expanduser(os.fspath(pretrained))
+    if not os.path.isfile(path):
+        raise PretrainedWeightsError(f"{owner}: weights file '{path}' not found. It should contain {description}. "
+                                     'Nothing is downloaded automatically; put the file there or fix the path.')
+    return path
+
+
+def read_state_dict(path, param_key='params'):
+    """Read a plain or BasicSR-style (``{'params': ...}``) state dict, stripping DDP's ``module.`` prefix.
+
+    Args:
+        path (str): Checkpoint file.
+        param_key (str | None): Key holding the state dict in BasicSR checkpoints. Default: ``'params'``.
+
+    Returns:
+        dict[str, Tensor]: The state dict.
+    """
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as error:  # torch raises many types for unreadable files
+        raise PretrainedWeightsError(f"Cannot read weights file '{path}': {error}") from error
+    if param_key is not None and isinstance(state, dict) and param_key in state:
+        state = state[param_key]
+    if not isinstance(state, dict):
+        raise PretrainedWeightsError(f"Weights file '{path}' does not hold a state dict.")
+    return {key[len('module.'):] if key.startswith('module.') else key: value for key, value in state.items()}
+
+
+def load_state_dict_checked(module, state_dict, source, strict=True):
+    """Load ``state_dict`` into ``module`` and report mismatches by key name.
+
+    Args:
+        module (nn.Module): Destination.
+        state_dict (dict[str, Tensor]): Weights.
+        source (str): Where the weights come from, for messages.
+        strict (bool): If False, keys missing from ``module`` are ignored (a file may hold a larger network),
+            but every parameter of ``module`` must be provided. Default: True.
+    """
+    own = module.state_dict()
+    missing = [key for key in own if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in own]
+    wrong_shape = [f'{key}: {tuple(state_dict[key].shape)} vs {tuple(own[key].shape)}' for key in own
+                   if key in state_dict and state_dict[key].shape != own[key].shape]
+    if missing or wrong_shape or (strict and unexpected):
+        lines = [f'{type(module).__name__}: weights from {source} do not fit.']
+        if missing:
+            lines.append(f'  missing keys ({len(missing)}): {", ".join(missing[:10])}')
+        if strict and unexpected:
+            lines.append(f'  unexpected keys ({len(unexpected)}): {", ".join(unexpected[:10])}')
+        if wrong_shape:
+            lines.append(f'  shape mismatch (file vs network): {"; ".join(wrong_shape[:10])}')
+        raise PretrainedWeightsError('\n'.join(lines))
+    module.load_state_dict({key: state_dict[key] for key in own})
+
+
+def load_pretrained(module, pretrained, owner, description, param_key='params', strict=True):
+    """Load local weights into ``module`` following a ``pretrained`` option (path, or False for random init).
+
+    Args:
+        module (nn.Module): Destination.
+        pretrained (str | bool | None): The option value.
+        owner (str): Name used in messages.
+        description (str): What weights belong in the file.
+        param_key (str | None): Key of the state dict in BasicSR checkpoints. Default: ``'params'``.
+        strict (bool): See :func:`load_state_dict_checked`. Default: True.
+
+    Returns:
+        bool: True if weights were loaded, False for random init.
+    """
+    path = resolve_pretrained_option(pretrained, owner, description)
+    if path is None:
+        return False
+    load_state_dict_checked(module, read_state_dict(path, param_key), f"'{path}'", strict=strict)
+    return True

@@ -1,0 +1,8 @@
+import frfsr_plugin  # noqa: F401  (compat alias and registries before any basicsr import in the tests)
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

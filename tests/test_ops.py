@@ -1,0 +1,170 @@
+"""Operators: patch matching, flows, pre-offsets, deformable conv backends and the decoupled dynamic filter."""
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from frfsr_plugin.ops.ddf import ddf_mul
+from frfsr_plugin.ops.deform_conv import (PreOffsetModulatedDeformConv, grid_sample_modulated_deform_conv2d,
+                                          modulated_deform_conv2d)
+from frfsr_plugin.ops.flow import flow_to_pre_offsets, flow_warp, index_to_flow, upscale_flow
+from frfsr_plugin.ops.patch_match import match_patches
+
+
+def flow_from_features(feat_in, feat_ref, **kwargs):
+    max_idx, max_val = match_patches(feat_in, feat_ref, **kwargs)
+    return index_to_flow(max_idx, feat_ref.shape[-1] - 2), max_val
+
+
+@pytest.mark.parametrize('shift', [(0, 0), (3, -2), (-4, 5)])
+def test_matcher_recovers_known_shift(shift):
+    dy, dx = shift
+    big = torch.randn(2, 16, 40, 44)
+    feat_in = big[:, :, 6:30, 6:34]
+    feat_ref = big[:, :, 6 + dy:30 + dy, 6 + dx:34 + dx]
+    flow, max_val = flow_from_features(feat_in, feat_ref)
+    grid_h, grid_w = feat_in.shape[-2] - 2, feat_in.shape[-1] - 2
+    # input patch at (y, x) equals the ref patch at (y - dy, x - dx) where that patch exists
+    valid_y = slice(max(dy, 0), grid_h + min(dy, 0))
+    valid_x = slice(max(dx, 0), grid_w + min(dx, 0))
+    assert torch.all(flow[:, valid_y, valid_x, 0] == -dx)
+    assert torch.all(flow[:, valid_y, valid_x, 1] == -dy)
+    assert torch.allclose(max_val[:, valid_y, valid_x], torch.ones(()), atol=1e-4)
+    # the 2-pixel bottom/right border is zero padding
+    assert torch.all(flow[:, grid_h:] == 0) and torch.all(flow[:, :, grid_w:] == 0)
+
+
+def test_matcher_recovers_patch_shuffle_and_chunking_is_exact():
+    tile, tiles_per_side = 8, 4
+    feat_in = torch.randn(1, 8, tile * tiles_per_side, tile * tiles_per_side)
+    perm = torch.randperm(tiles_per_side**2)
+    tiles = feat_in.unfold(2, tile, tile).unfold(3, tile, tile)  # (1, C, 4, 4, 8, 8)
+    shuffled = tiles.reshape(1, 8, 16, tile, tile)[:, :, perm].reshape(1, 8, 4, 4, tile, tile)
+    feat_ref = shuffled.permute(0, 1, 2, 4, 3, 5).reshape(feat_in.shape)
+    flow, _ = flow_from_features(feat_in, feat_ref)
+    # a 3x3 patch fully inside source tile t moved to ref tile position perm^-1(t)
+    destination = torch.argsort(perm)
+    checked = 0
+    for y in range(feat_in.shape[-2] - 2):
+        for x in range(feat_in.shape[-1] - 2):
+            if y % tile > tile - 3 or x % tile > tile - 3:
+                continue  # the patch straddles a tile border
+            source = (y // tile) * tiles_per_side + x // tile
+            ty, tx = divmod(int(destination[source]), tiles_per_side)
+            assert flow[0, y, x].tolist() == [(tx - x // tile) * tile, (ty - y // tile) * tile]
+            checked += 1
+    assert checked == 16 * 36
+    # a budget forcing many chunks gives the same matches
+    chunked_idx, chunked_val = match_patches(feat_in, feat_ref, max_corr_elements=900 * 7)
+    full_idx, full_val = match_patches(feat_in, feat_ref)
+    assert torch.equal(chunked_idx, full_idx) and torch.allclose(chunked_val, full_val)
+
+
+def test_matcher_rejects_tiny_features():
+    with pytest.raises(ValueError, match='at least 3x3'):
+        match_patches(torch.randn(1, 4, 2, 8), torch.randn(1, 4, 8, 8))
+
+
+def test_upscale_flow_is_nearest_times_scale():
+    flow = torch.randn(1, 5, 6, 2)
+    up = upscale_flow(flow, 4)
+    assert up.shape == (1, 20, 24, 2)
+    assert torch.equal(up[0, 13, 22], flow[0, 3, 5] * 4)
+
+
+def test_pre_offsets_match_direct_formula():
+    scale = 2
+    flow = torch.randn(2, 10, 12, 2)
+    pre = flow_to_pre_offsets(flow, scale)
+    assert pre.shape == (2, 18, 10, 12)
+    for tap in range(9):
+        i, j = divmod(tap, 3)
+        for y in range(10):
+            for x in range(12):
+                # tap (i, j) reads the flow shifted down by scale*i rows and right by scale*j columns, zero filled
+                src_y, src_x = y - scale * i, x - scale * j
+                expected = flow[:, src_y, src_x] if src_y >= 0 and src_x >= 0 else torch.zeros(2, 2)
+                assert torch.equal(pre[:, 2 * tap, y, x], expected[:, 1])  # dy
+                assert torch.equal(pre[:, 2 * tap + 1, y, x], expected[:, 0])  # dx
+
+
+def centre_tap_identity_dcn(channels):
+    dcn = PreOffsetModulatedDeformConv(channels, channels, deformable_groups=8)
+    with torch.no_grad():
+        dcn.weight.zero_()
+        dcn.weight[torch.arange(channels), torch.arange(channels), 1, 1] = 1.0
+    return dcn
+
+
+@pytest.mark.parametrize('scale', [1, 2, 4])
+def test_pre_offset_dcn_samples_matched_ref_position(scale):
+    """Spec 13.2: zero learned offsets + centre-tap identity kernel sample the Ref at p + flow (mask 0.5)."""
+    dy, dx = 2, -3
+    big = torch.randn(1, 16, 30, 30)
+    feat_in, feat_ref = big[:, :, 5:25, 5:25], big[:, :, 5 + dy:25 + dy, 5 + dx:25 + dx]
+    flow3, _ = flow_from_features(feat_in, feat_ref)
+    flow = upscale_flow(flow3, scale) if scale > 1 else flow3
+    ref = torch.randn(1, 16, 20 * scale, 20 * scale)
+    out = centre_tap_identity_dcn(16)(ref, torch.randn_like(ref), flow_to_pre_offsets(flow, scale))
+    # centre tap reads the flow of the patch centred at p, i.e. at p - scale * (1, 1)
+    lo, hi = scale * (1 + max(dy, 0) + 1), scale * (20 - 3 + min(dy, 0))
+    lo_x, hi_x = scale * (1 + max(dx, 0) + 1), scale * (20 - 3 + min(dx, 0))
+    expected = torch.roll(ref, shifts=(scale * dy, scale * dx), dims=(2, 3))
+    assert torch.allclose(out[..., lo:hi, lo_x:hi_x], 0.5 * expected[..., lo:hi, lo_x:hi_x], atol=1e-5)
+
+
+def test_dcn_offset_mask_branch_starts_at_zero():
+    dcn = PreOffsetModulatedDeformConv(16, 16)
+    assert dcn.conv_offset_mask.out_channels == 8 * 27
+    assert torch.count_nonzero(dcn.conv_offset_mask.weight) == 0 and torch.count_nonzero(dcn.conv_offset_mask.bias) == 0
+
+
+def test_pytorch_dcn_backend_matches_torchvision():
+    x = torch.randn(2, 16, 12, 14)
+    offset = (torch.randn(2, 8 * 18, 12, 14) * 2.5).requires_grad_()
+    mask = torch.rand(2, 8 * 9, 12, 14).requires_grad_()
+    weight, bias = torch.randn(24, 16, 3, 3).requires_grad_(), torch.randn(24).requires_grad_()
+    expected = torchvision.ops.deform_conv2d(x, offset, weight, bias, padding=1, mask=mask)
+    ours = grid_sample_modulated_deform_conv2d(x, offset, mask, weight, bias)
+    assert torch.allclose(ours, expected, rtol=1e-5, atol=1e-4)  # values up to ~20
+    grads_tv = torch.autograd.grad(expected.square().sum(), [mask, weight, bias])
+    grads_ours = torch.autograd.grad(ours.square().sum(), [mask, weight, bias])
+    for a, b in zip(grads_tv, grads_ours):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+def test_unknown_dcn_backend_is_rejected():
+    with pytest.raises(ValueError, match='dcn_backend'):
+        PreOffsetModulatedDeformConv(8, 8, backend='cuda_ext')
+
+
+def test_mmcv_backend_is_bit_identical_to_torchvision():
+    pytest.importorskip('mmcv.ops', reason='mmcv with compiled ops is optional')
+    x, offset = torch.randn(1, 16, 10, 10), torch.randn(1, 8 * 18, 10, 10) * 2
+    mask, weight, bias = torch.rand(1, 72, 10, 10), torch.randn(16, 16, 3, 3), torch.randn(16)
+    assert torch.equal(modulated_deform_conv2d(x, offset, mask, weight, bias, backend='mmcv'),
+                       modulated_deform_conv2d(x, offset, mask, weight, bias, backend='torchvision'))
+
+
+def test_ddf_equals_direct_nine_tap_sum():
+    x = torch.randn(2, 5, 7, 9, dtype=torch.float64)
+    channel_filter = torch.randn(2, 5, 9, dtype=torch.float64)
+    spatial_filter = torch.randn(2, 9, 7, 9, dtype=torch.float64)
+    expected = torch.zeros_like(x)
+    padded = F.pad(x, (1, 1, 1, 1))
+    for b in range(2):
+        for c in range(5):
+            for y in range(7):
+                for x_ in range(9):
+                    window = padded[b, c, y:y + 3, x_:x_ + 3].reshape(9)
+                    expected[b, c, y, x_] = (window * channel_filter[b, c] * spatial_filter[b, :, y, x_]).sum()
+    assert torch.allclose(ddf_mul(x, channel_filter, spatial_filter), expected)
+
+
+def test_flow_warp_integer_shift_and_zero_padding():
+    x = torch.randn(1, 3, 6, 7)
+    flow = torch.zeros(1, 6, 7, 2)
+    flow[..., 0] = 2  # sample two pixels to the right
+    warped = flow_warp(x, flow)
+    assert torch.allclose(warped[..., :5], x[..., 2:], atol=1e-6)
+    assert torch.all(warped[..., 5:] == 0)
