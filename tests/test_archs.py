@@ -13,13 +13,28 @@ def count(net):
 
 @pytest.mark.parametrize('arch, kwargs, expected', [
     ('FRFSRNet', {}, 13_487_071),
-    ('FRFSRNet', {'sife_channels': 0}, 13_413_279),
-    ('FRFSRNet', {'use_esa': False}, 12_552_671),
-    ('FRFSRNet', {'num_ddf_blocks': 0}, 13_310_011),
-    ('FRFSRNet', {'num_ddf_blocks': 0, 'use_esa': False}, 12_375_611),
-    ('FRFSRSIFENet', {'pretrained': False}, 16_697_987),
-    ('FRFSRContrastiveEncoder', {'pretrained': False}, 1_110_656),
-    ('FRFSRCorrespondence', {'pretrained': False}, 555_328),
+    ('FRFSRNet', {
+        'sife_channels': 0
+    }, 13_413_279),
+    ('FRFSRNet', {
+        'use_esa': False
+    }, 12_552_671),
+    ('FRFSRNet', {
+        'num_ddf_blocks': 0
+    }, 13_310_011),
+    ('FRFSRNet', {
+        'num_ddf_blocks': 0,
+        'use_esa': False
+    }, 12_375_611),
+    ('FRFSRSIFENet', {
+        'pretrained': False
+    }, 16_697_987),
+    ('FRFSRContrastiveEncoder', {
+        'pretrained': False
+    }, 1_110_656),
+    ('FRFSRCorrespondence', {
+        'pretrained': False
+    }, 555_328),
 ])
 def test_parameter_counts_match_spec(arch, kwargs, expected):
     assert count(ARCH_REGISTRY.get(arch)(**kwargs)) == expected
@@ -39,8 +54,8 @@ def tiny_parts(sife_channels=8):
     encoder = ARCH_REGISTRY.get('FRFSRContrastiveEncoder')(pretrained=False)
     correspondence = ARCH_REGISTRY.get('FRFSRCorrespondence')(pretrained=False)
     sife = ARCH_REGISTRY.get('FRFSRSIFENet')(pretrained=False, num_feat=sife_channels, num_block=1, num_grow_ch=4)
-    generator = ARCH_REGISTRY.get('FRFSRNet')(num_feat=8, num_res_blocks=1, num_ddf_blocks=1,
-                                              sife_channels=sife_channels, dcn_backend='pytorch')
+    generator = ARCH_REGISTRY.get('FRFSRNet')(
+        num_feat=8, num_res_blocks=1, num_ddf_blocks=1, sife_channels=sife_channels, dcn_backend='pytorch')
     return encoder, correspondence, sife, generator
 
 

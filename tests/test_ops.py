@@ -142,8 +142,9 @@ def test_mmcv_backend_is_bit_identical_to_torchvision():
     pytest.importorskip('mmcv.ops', reason='mmcv with compiled ops is optional')
     x, offset = torch.randn(1, 16, 10, 10), torch.randn(1, 8 * 18, 10, 10) * 2
     mask, weight, bias = torch.rand(1, 72, 10, 10), torch.randn(16, 16, 3, 3), torch.randn(16)
-    assert torch.equal(modulated_deform_conv2d(x, offset, mask, weight, bias, backend='mmcv'),
-                       modulated_deform_conv2d(x, offset, mask, weight, bias, backend='torchvision'))
+    assert torch.equal(
+        modulated_deform_conv2d(x, offset, mask, weight, bias, backend='mmcv'),
+        modulated_deform_conv2d(x, offset, mask, weight, bias, backend='torchvision'))
 
 
 def test_ddf_equals_direct_nine_tap_sum():

@@ -16,7 +16,7 @@ class TextureAlignment(nn.Module):
         ref_channels (int): Channels C of the Ref level (64, 128 or 256 for relu1_1, relu2_1, relu3_1).
         feat_channels (int): Channels of ``x``. Default: 64.
         deformable_groups (int): Offset groups. Default: 8.
-        dcn_backend (str): ``'torchvision'``, ``'mmcv'`` or ``'pytorch'`` (see ops/deform_conv.py). Default: ``'torchvision'``.
+        dcn_backend (str): ``'torchvision'`` (default), ``'mmcv'`` or ``'pytorch'``; see ops/deform_conv.py.
     """
 
     def __init__(self, ref_channels, feat_channels=64, deformable_groups=8, dcn_backend='torchvision'):

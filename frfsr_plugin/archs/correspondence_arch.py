@@ -5,6 +5,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from frfsr_plugin.archs.vgg_features import VGG19Features
 from frfsr_plugin.ops.flow import flow_to_pre_offsets, flow_warp, index_to_flow, upscale_flow
 from frfsr_plugin.ops.patch_match import DEFAULT_MAX_CORR_ELEMENTS, PATCH_SIZE, match_patches
+from frfsr_plugin.utils.errors import InputSizeError
 
 REF_LAYERS = ('relu1_1', 'relu2_1', 'relu3_1')  # full, half and quarter resolution of the HR image
 LEVEL_SCALES = (4, 2, 1)  # size of each level relative to the matching grid (LR size)
@@ -42,9 +43,10 @@ class FRFSRCorrespondence(torch.nn.Module):
                 ``warped_ref_feats``: the same features warped by the flows.
         """
         if feat_lq.shape[-2:] != feat_ref.shape[-2:] or img_ref.shape[-2:] != tuple(4 * s for s in feat_lq.shape[-2:]):
-            raise ValueError('FRFSRCorrespondence needs a Ref of exactly the HR size (pad LR and Ref to a common size '
-                             f'first); got encoder features {tuple(feat_lq.shape[-2:])} / {tuple(feat_ref.shape[-2:])} '
-                             f'and Ref {tuple(img_ref.shape[-2:])}.')
+            raise InputSizeError(
+                'FRFSRCorrespondence needs a Ref of exactly the HR size (pad LR and Ref to a common size '
+                f'first); got encoder features {tuple(feat_lq.shape[-2:])} / {tuple(feat_ref.shape[-2:])} '
+                f'and Ref {tuple(img_ref.shape[-2:])}.')
         max_idx, _ = match_patches(feat_lq, feat_ref, self.max_corr_elements)
         flow = index_to_flow(max_idx, ref_grid_width=feat_ref.shape[-1] - PATCH_SIZE + 1)
         vgg = self.vgg(img_ref)

@@ -11,6 +11,7 @@ from torch import nn
 from frfsr_plugin.archs.aggregation import TextureAdaptiveAggregation
 from frfsr_plugin.archs.alignment import TextureAlignment
 from frfsr_plugin.ops.deform_conv import PreOffsetModulatedDeformConv
+from frfsr_plugin.utils.errors import InputSizeError
 
 MIN_LR_SIZE = 15  # the ESA at the smallest U-Net scale needs 15x15
 REF_CHANNELS = (64, 128, 256)  # VGG19 relu1_1, relu2_1, relu3_1
@@ -35,11 +36,17 @@ class FRFSRNet(nn.Module):
         deformable_groups (int): Offset groups of the deformable convs. Default: 8.
         sife_channels (int): Channels of the SIFE feature fused at the LR scale; 0 disables the fusion. Default: 64.
         use_esa (bool): ESA in the ResBlocks. Default: True.
-        dcn_backend (str): ``'torchvision'``, ``'mmcv'`` or ``'pytorch'`` (see ops/deform_conv.py). Default: ``'torchvision'``.
+        dcn_backend (str): ``'torchvision'`` (default), ``'mmcv'`` or ``'pytorch'``; see ops/deform_conv.py.
     """
 
-    def __init__(self, num_feat=64, num_res_blocks=16, num_ddf_blocks=2, deformable_groups=8, sife_channels=64,
-                 use_esa=True, dcn_backend='torchvision'):
+    def __init__(self,
+                 num_feat=64,
+                 num_res_blocks=16,
+                 num_ddf_blocks=2,
+                 deformable_groups=8,
+                 sife_channels=64,
+                 use_esa=True,
+                 dcn_backend='torchvision'):
         super().__init__()
         self.sife_channels = sife_channels
         c1, c2, c3 = REF_CHANNELS
@@ -62,8 +69,9 @@ class FRFSRNet(nn.Module):
         self.align_up_medium, self.aggregate_up_medium = align(c2), aggregate(num_feat + c2)
         self.up_medium = nn.Conv2d(num_feat, num_feat * 4, 3, 1, 1)
         self.align_up_large, self.aggregate_up_large = align(c1), aggregate(num_feat + c1)
-        self.tail = nn.Sequential(nn.Conv2d(num_feat, num_feat // 2, 3, 1, 1), nn.LeakyReLU(0.1, inplace=True),
-                                  nn.Conv2d(num_feat // 2, 3, 3, 1, 1))
+        self.tail = nn.Sequential(
+            nn.Conv2d(num_feat, num_feat // 2, 3, 1, 1), nn.LeakyReLU(0.1, inplace=True),
+            nn.Conv2d(num_feat // 2, 3, 3, 1, 1))
         self.init_weights()
 
     def init_weights(self):
@@ -88,7 +96,8 @@ class FRFSRNet(nn.Module):
             Tensor: SR image, shape (B, 3, 4h, 4w).
         """
         if min(lq.shape[-2:]) < MIN_LR_SIZE:
-            raise ValueError(f'FRFSRNet needs an LR of at least {MIN_LR_SIZE}x{MIN_LR_SIZE}, got {tuple(lq.shape[-2:])}.')
+            raise InputSizeError(
+                f'FRFSRNet needs an LR of at least {MIN_LR_SIZE}x{MIN_LR_SIZE}, got {tuple(lq.shape[-2:])}.')
         pre_full, pre_half, pre_lr = context['pre_offsets']
         ref_full, ref_half, ref_lr = context['ref_feats']
         warped_full, warped_half, warped_lr = context['warped_ref_feats']

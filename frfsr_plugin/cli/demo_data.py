@@ -59,8 +59,8 @@ def build_train_set(root, gt_size, crops_per_photo, seed=0):
             left = int(rng.integers(0, photo.shape[1] - gt_size + 1))
             name = f'{photo_name}_{index:03d}.png'
             write_rgb(osp.join(root, 'input', name), crop(photo, top, left, gt_size, gt_size))
-            write_rgb(osp.join(root, 'ref', name), reference_crop(photo, top, left, (gt_size, gt_size), gt_size // 2,
-                                                                  rng))
+            write_rgb(
+                osp.join(root, 'ref', name), reference_crop(photo, top, left, (gt_size, gt_size), gt_size // 2, rng))
 
 
 def build_cufed5_like_set(root, gt_size=(96, 128), groups_per_photo=2, seed=1):

@@ -30,8 +30,7 @@ def main(argv=None):
         print(f'frfsr {args.command}: error: {error}', file=sys.stderr)
         return 1
     except subprocess.CalledProcessError as error:
-        print(f'frfsr {args.command}: error: a child command failed with exit code {error.returncode}',
-              file=sys.stderr)
+        print(f'frfsr {args.command}: error: a child command failed with exit code {error.returncode}', file=sys.stderr)
         return 1
     return 0
 

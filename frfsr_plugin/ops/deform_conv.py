@@ -53,15 +53,21 @@ def grid_sample_modulated_deform_conv2d(x, offset, mask, weight, bias):
     batch, channels, height, width = x.shape
     groups = offset.shape[1] // 18
     offset = offset.view(batch, groups, 9, 2, height, width)
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=x.dtype, device=x.device),
-                            torch.arange(width, dtype=x.dtype, device=x.device), indexing='ij')
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=x.dtype, device=x.device),
+        torch.arange(width, dtype=x.dtype, device=x.device),
+        indexing='ij')
     taps = torch.arange(3, dtype=x.dtype, device=x.device) - 1
     tap_y, tap_x = taps.repeat_interleave(3).view(9, 1, 1), taps.repeat(3).view(9, 1, 1)
     grid_x = (xs + tap_x + offset[:, :, :, 1]) * (2.0 / max(width - 1, 1)) - 1.0
     grid_y = (ys + tap_y + offset[:, :, :, 0]) * (2.0 / max(height - 1, 1)) - 1.0
     grid = torch.stack((grid_x, grid_y), dim=-1).view(batch * groups, 9 * height, width, 2)
-    sampled = F.grid_sample(x.reshape(batch * groups, channels // groups, height, width), grid, mode='bilinear',
-                            padding_mode='zeros', align_corners=True)
+    sampled = F.grid_sample(
+        x.reshape(batch * groups, channels // groups, height, width),
+        grid,
+        mode='bilinear',
+        padding_mode='zeros',
+        align_corners=True)
     sampled = sampled.view(batch, groups, channels // groups, 9, height, width) * mask.view(
         batch, groups, 1, 9, height, width)
     out = torch.matmul(weight.reshape(weight.shape[0], channels * 9), sampled.view(batch, channels * 9, -1))

@@ -20,8 +20,8 @@ def index_to_flow(max_idx, ref_grid_width):
         Tensor: Flow, shape (B, h' + 2, w' + 2, 2), last dim ordered (x, y).
     """
     _, grid_h, grid_w = max_idx.shape
-    ys, xs = torch.meshgrid(torch.arange(grid_h, device=max_idx.device), torch.arange(grid_w, device=max_idx.device),
-                            indexing='ij')
+    ys, xs = torch.meshgrid(
+        torch.arange(grid_h, device=max_idx.device), torch.arange(grid_w, device=max_idx.device), indexing='ij')
     flow_x = (max_idx % ref_grid_width) - xs
     flow_y = torch.div(max_idx, ref_grid_width, rounding_mode='floor') - ys
     flow = torch.stack((flow_x, flow_y), dim=-1).float()
@@ -78,9 +78,11 @@ def flow_warp(x, flow):
         Tensor: Shape (B, C, H, W).
     """
     height, width = x.shape[-2:]
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=x.dtype, device=x.device),
-                            torch.arange(width, dtype=x.dtype, device=x.device), indexing='ij')
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=x.dtype, device=x.device),
+        torch.arange(width, dtype=x.dtype, device=x.device),
+        indexing='ij')
     grid_x = 2.0 * (xs + flow[..., 0]) / max(width - 1, 1) - 1.0
     grid_y = 2.0 * (ys + flow[..., 1]) / max(height - 1, 1) - 1.0
-    return F.grid_sample(x, torch.stack((grid_x, grid_y), dim=-1), mode='bilinear', padding_mode='zeros',
-                         align_corners=True)
+    return F.grid_sample(
+        x, torch.stack((grid_x, grid_y), dim=-1), mode='bilinear', padding_mode='zeros', align_corners=True)

@@ -7,6 +7,8 @@ computed over chunks of ref patches so that the correlation buffer stays under a
 import torch
 import torch.nn.functional as F
 
+from frfsr_plugin.utils.errors import InputSizeError
+
 PATCH_SIZE = 3
 DEFAULT_MAX_CORR_ELEMENTS = 2**29  # 2 GiB of fp32 correlation per chunk, as the original code
 
@@ -26,8 +28,8 @@ def match_patches(feat_in, feat_ref, max_corr_elements=DEFAULT_MAX_CORR_ELEMENTS
             max_val: Cosine similarity of the best pair, shape (B, H - 2, W - 2).
     """
     if feat_in.shape[-2] < PATCH_SIZE or feat_in.shape[-1] < PATCH_SIZE or min(feat_ref.shape[-2:]) < PATCH_SIZE:
-        raise ValueError(f'Feature maps must be at least {PATCH_SIZE}x{PATCH_SIZE} to match patches, got '
-                         f'{tuple(feat_in.shape[-2:])} and {tuple(feat_ref.shape[-2:])}.')
+        raise InputSizeError(f'Feature maps must be at least {PATCH_SIZE}x{PATCH_SIZE} to match patches, got '
+                             f'{tuple(feat_in.shape[-2:])} and {tuple(feat_ref.shape[-2:])}.')
     batch, _, height, width = feat_in.shape
     patches_in = F.unfold(F.normalize(feat_in, dim=1), PATCH_SIZE)  # (B, 9C, N_in)
     patches_ref = F.unfold(F.normalize(feat_ref, dim=1), PATCH_SIZE)  # (B, 9C, N_ref)

@@ -67,8 +67,10 @@ def load_state_dict_checked(module, state_dict, source, strict=True):
     own = module.state_dict()
     missing = [key for key in own if key not in state_dict]
     unexpected = [key for key in state_dict if key not in own]
-    wrong_shape = [f'{key}: {tuple(state_dict[key].shape)} vs {tuple(own[key].shape)}' for key in own
-                   if key in state_dict and state_dict[key].shape != own[key].shape]
+    wrong_shape = [
+        f'{key}: {tuple(state_dict[key].shape)} vs {tuple(own[key].shape)}' for key in own
+        if key in state_dict and state_dict[key].shape != own[key].shape
+    ]
     if missing or wrong_shape or (strict and unexpected):
         lines = [f'{type(module).__name__}: weights from {source} do not fit.']
         if missing:

@@ -12,8 +12,10 @@ def newest_training_state(state_dir):
     """Path of the ``<iter>.state`` file with the highest iteration in ``state_dir``, or None."""
     if not osp.isdir(state_dir):
         return None
-    iters = [int(name[:-len('.state')]) for name in os.listdir(state_dir)
-             if name.endswith('.state') and name[:-len('.state')].isdigit()]
+    iters = [
+        int(name[:-len('.state')]) for name in os.listdir(state_dir)
+        if name.endswith('.state') and name[:-len('.state')].isdigit()
+    ]
     return osp.join(state_dir, f'{max(iters)}.state') if iters else None
 
 

@@ -1,0 +1,160 @@
+"""Validation / test set for reference-based super-resolution (CUFED5 layout or an explicit pair list)."""
+from os import path as osp
+
+import numpy as np
+from basicsr.utils.registry import DATASET_REGISTRY
+from torch.utils import data
+
+from frfsr_plugin.data.transforms import (check_scale, list_image_names, make_lr_pair, make_sample, mod_crop, pad_to,
+                                          read_image_rgb, require_option, shuffle_patches)
+from frfsr_plugin.utils.errors import BadFileError, MissingFileError, OptionError
+
+MODES = ('cufed5', 'pairs')
+CUFED5_REF_LEVELS = (1, 2, 3, 4, 5)
+LR_REF = 'lr'
+TEST_SHUFFLE_GRIDS = (2, 4, 8)
+
+
+def parse_ref_level(value, mode):
+    """Validate option ``ref_level``.
+
+    Args:
+        value (int | str | None): 1..5 (mode ``cufed5`` only), ``'lr'``, or None (mode ``pairs``: use the listed refs).
+        mode (str): Dataset mode.
+
+    Returns:
+        int | str | None: The level as an int, ``'lr'``, or None.
+    """
+    if isinstance(value, str) and value.strip().lower() == LR_REF:
+        return LR_REF
+    if mode == 'pairs' and value is None:
+        return None
+    if mode == 'cufed5' and not isinstance(value, bool) and str(value).strip() in map(str, CUFED5_REF_LEVELS):
+        return int(value)
+    allowed = "1..5 or 'lr'" if mode == 'cufed5' else "'lr' or unset (use the listed references)"
+    raise OptionError(f"option 'ref_level' must be {allowed} in mode '{mode}', got {value!r}")
+
+
+def read_pair_list(path, gt_root, ref_root):
+    """Read a pair-list file with one ``gt_relpath ref_relpath`` per line.
+
+    Blank lines and lines starting with ``#`` are skipped.
+
+    Args:
+        path (str): Pair-list file.
+        gt_root (str): Folder the GT paths are relative to.
+        ref_root (str): Folder the reference paths are relative to.
+
+    Returns:
+        list[tuple[str, str]]: Non-empty list of (gt_path, ref_path).
+    """
+    if not osp.isfile(path):
+        raise MissingFileError(f"option 'pair_list': file '{path}' does not exist")
+    pairs = []
+    with open(path, encoding='utf-8') as f:
+        for line_no, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields or fields[0].startswith('#'):
+                continue
+            if len(fields) != 2:
+                raise BadFileError(f"pair list '{path}', line {line_no}: expected 2 fields 'gt_relpath ref_relpath', "
+                                   f'got {len(fields)}: {line.strip()!r}')
+            pairs.append((osp.join(gt_root, fields[0]), osp.join(ref_root, fields[1])))
+    if not pairs:
+        raise BadFileError(f"option 'pair_list': file '{path}' lists no pairs")
+    return pairs
+
+
+@DATASET_REGISTRY.register()
+class RefSRTestDataset(data.Dataset):
+    """Reference-based SR test set.
+
+    Per sample, GT and reference are mod-cropped to multiples of 4; if their sizes differ both are zero-padded on the
+    bottom/right to (Hp, Wp) = (max height, max width). The LR and its up-sampled version are made by PIL bicubic from
+    the padded GT, while ``gt`` stays unpadded. With ``ref_level: lr`` the reference is ``lq_up`` itself.
+
+    Args:
+        opt (dict): Options:
+            mode (str): ``'cufed5'``: flat folder ``dataroot_gt`` of ``XXX_0{ext}`` GTs and ``XXX_1..5{ext}`` refs,
+                groups sorted by XXX. ``'pairs'``: the pairs listed in ``pair_list``. Default: ``'cufed5'``.
+            dataroot_gt (str): GT folder (also the reference folder in mode ``cufed5``).
+            ref_level (int | str): Mode ``cufed5``: 1..5 picks ``XXX_{ref_level}{ext}`` (default 1). Both modes:
+                ``'lr'`` uses the up-sampled LR as the reference. Mode ``pairs``: unset uses the listed references.
+            ext (str): Image extension in mode ``cufed5``. Default: ``'.png'``.
+            pair_list (str): Mode ``pairs``: text file of ``gt_relpath ref_relpath`` lines.
+            dataroot_ref (str): Mode ``pairs``: folder of the reference paths. Default: ``dataroot_gt``.
+            ref_shuffle_grid (int | None): Shuffle the mod-cropped reference in 2, 4 or 8 tiles per side; None or 0
+                disables it. Default: None.
+            ref_shuffle_seed (int): The shuffle of sample ``i`` uses ``np.random.default_rng(ref_shuffle_seed + i)``,
+                independent of the global RNG state. Default: 0.
+            scale (int): SR factor, must be 4. Default: 4.
+
+    Samples: ``gt`` (3, Hg, Wg), ``lq`` (3, Hp / 4, Wp / 4), ``lq_up`` and ``ref`` (3, Hp, Wp), float32 RGB in [0, 1];
+    ``lq_path`` = ``gt_path`` and ``ref_path`` (str; the GT path when ``ref_level`` is ``'lr'``).
+    """
+
+    def __init__(self, opt):
+        super().__init__()
+        self.opt = opt
+        self.scale = check_scale(opt.get('scale', 4))
+        self.gt_folder = require_option(opt, 'dataroot_gt')
+        mode = opt.get('mode', 'cufed5')
+        if mode not in MODES:
+            raise OptionError(f"option 'mode' must be one of {MODES}, got {mode!r}")
+        self.ref_level = parse_ref_level(opt.get('ref_level', 1 if mode == 'cufed5' else None), mode)
+        self.ref_shuffle_grid = opt.get('ref_shuffle_grid') or None
+        self.ref_shuffle_seed = int(opt.get('ref_shuffle_seed', 0))
+        self._check_shuffle_options()
+        if mode == 'cufed5':
+            pairs = self._cufed5_pairs(opt.get('ext', '.png'))
+        else:
+            ref_root = opt.get('dataroot_ref') or self.gt_folder
+            pairs = read_pair_list(require_option(opt, 'pair_list'), self.gt_folder, ref_root)
+        if self.ref_level == LR_REF:  # the reference is made from the GT itself
+            pairs = [(gt_path, gt_path) for gt_path, _ in pairs]
+        self.pairs = pairs
+        self._check_files_exist()
+
+    def _check_shuffle_options(self):
+        if self.ref_shuffle_grid is None:
+            return
+        if self.ref_shuffle_grid not in TEST_SHUFFLE_GRIDS:
+            raise OptionError(f"option 'ref_shuffle_grid' must be None, 0 or one of {TEST_SHUFFLE_GRIDS}, "
+                              f'got {self.ref_shuffle_grid!r}')
+        if self.ref_level == LR_REF:
+            raise OptionError("option 'ref_shuffle_grid' cannot be used with 'ref_level: lr'")
+
+    def _cufed5_pairs(self, ext):
+        """(gt_path, ref_path) of the sorted groups XXX having an ``XXX_0{ext}`` file."""
+        gt_suffix = f'_0{ext}'
+        groups = [
+            name[:-len(gt_suffix)] for name in list_image_names(self.gt_folder, 'dataroot_gt')
+            if name.endswith(gt_suffix)
+        ]
+        if not groups:
+            raise OptionError(f"option 'dataroot_gt': no CUFED5 ground truth '*{gt_suffix}' in '{self.gt_folder}'")
+        folder = self.gt_folder
+        return [(osp.join(folder, f'{group}{gt_suffix}'), osp.join(folder, f'{group}_{self.ref_level}{ext}'))
+                for group in groups]
+
+    def _check_files_exist(self):
+        for index, paths in enumerate(self.pairs):
+            for path in paths:
+                if not osp.isfile(path):
+                    raise MissingFileError(f"test pair {index}: image file '{path}' does not exist")
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def __getitem__(self, index):
+        gt_path, ref_path = self.pairs[index]
+        gt = mod_crop(read_image_rgb(gt_path), self.scale)
+        if self.ref_level == LR_REF:
+            lq, lq_up = make_lr_pair(gt, self.scale)
+            return make_sample(gt, lq, lq_up, lq_up, gt_path, ref_path)
+        ref = mod_crop(read_image_rgb(ref_path), self.scale)
+        if self.ref_shuffle_grid:
+            ref = shuffle_patches(ref, self.ref_shuffle_grid, np.random.default_rng(self.ref_shuffle_seed + index))
+        height, width = max(gt.shape[0], ref.shape[0]), max(gt.shape[1], ref.shape[1])
+        lq, lq_up = make_lr_pair(pad_to(gt, height, width), self.scale)
+        return make_sample(gt, lq, lq_up, pad_to(ref, height, width), gt_path, ref_path)

@@ -1,0 +1,132 @@
+"""The ``basicsr`` command end to end, as child processes on demo photos: train, test, resume, plugins, errors."""
+import glob
+import os
+import subprocess
+import sys
+from os import path as osp
+
+import pytest
+import torch
+import yaml
+from helpers import build_demo_data, tiny_test_options, tiny_train_options
+
+TOY_PLUGIN = '''
+import torch
+import torch.nn.functional as F
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+
+
+@ARCH_REGISTRY.register()
+class ToyUserRefSRNet(nn.Module):
+    """A user's RefSR arch: bilinear x4 plus a conv over the upsampled LR and the aligned relu1_1 Ref feature."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3 + 64, 3, 3, 1, 1)
+
+    def forward(self, lq, context):
+        base = F.interpolate(lq, scale_factor=4, mode='bilinear', align_corners=False)
+        return base + self.conv(torch.cat([base, context['warped_ref_feats'][0]], 1))
+'''
+
+
+def basicsr(args, cwd):
+    return subprocess.run(
+        [sys.executable, '-m', 'frfsr_plugin.cli.basicsr_cli'] + args,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600)
+
+
+def write_yaml(path, opt):
+    with open(path, 'w') as file:
+        yaml.safe_dump(opt, file)
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp('launcher')
+    build_demo_data(str(root / 'data'))
+    return root
+
+
+@pytest.fixture(scope='module')
+def trained(workdir):
+    """`basicsr train` for 4 iterations (checkpoints at 2 and 4), then `--auto_resume` to 6."""
+    opt_path = write_yaml(workdir / 'train.yml', tiny_train_options(str(workdir / 'data'), total_iter=4))
+    first = basicsr(['train', '-opt', opt_path], workdir)
+    resumed = basicsr(['train', '-opt', opt_path, '--auto_resume', '--force_yml', 'train:total_iter=6'], workdir)
+    return workdir / 'experiments' / 'tiny_frfsr', first, resumed
+
+
+def test_train_writes_checkpoints_states_and_validates(trained):
+    exp_dir, first, _ = trained
+    assert first.returncode == 0, first.stderr[-3000:]
+    for name in ('net_g_2.pth', 'net_g_4.pth'):
+        assert osp.isfile(exp_dir / 'models' / name)
+    assert sorted(os.listdir(exp_dir / 'training_states'))[:2] == ['2.state', '4.state']
+    log = open(glob.glob(str(exp_dir / 'train_tiny_frfsr_*.log'))[0]).read()
+    assert 'Validation CUFED5_demo' in log and '# psnr:' in log
+    saved = torch.load(exp_dir / 'models' / 'net_g_4.pth', weights_only=True)['params']
+    assert 'align_up_large.dcn.conv_offset_mask.weight' in saved
+    assert not any(key.startswith(('vgg', 'feature_extraction')) for key in saved)  # frozen parts are not saved
+
+
+def test_auto_resume_on_cpu_continues_from_saved_iteration(trained):
+    exp_dir, _, resumed = trained
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    logs = sorted(glob.glob(str(exp_dir / 'train_tiny_frfsr_*.log')))
+    assert 'Resuming training from epoch' in open(logs[-1]).read() and 'iter: 4.' in open(logs[-1]).read()
+    assert osp.isfile(exp_dir / 'models' / 'net_g_6.pth')
+
+
+def test_test_pipeline_writes_sr_images_and_metrics(trained, workdir):
+    exp_dir, _, _ = trained
+    opt = tiny_test_options(str(workdir / 'data'), str(exp_dir / 'models' / 'net_g_latest.pth'))
+    result = basicsr(['test', '-opt', write_yaml(workdir / 'test.yml', opt)], workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    images = sorted(os.listdir(workdir / 'results' / 'test_tiny_frfsr' / 'visualization' / 'CUFED5_demo'))
+    assert images == ['000_0_SR.png', '001_0_SR.png']
+    log = open(glob.glob(str(workdir / 'results' / 'test_tiny_frfsr' / 'test_*.log'))[0]).read()
+    assert '# psnr:' in log
+
+
+def test_yaml_plugins_register_a_user_arch_and_local_rank_spellings(workdir):
+    (workdir / 'toy_user_plugin.py').write_text(TOY_PLUGIN)
+    opt = tiny_train_options(str(workdir / 'data'), total_iter=2, name='toy_plugin_run')
+    opt['plugins'] = ['toy_user_plugin']
+    opt['network_g'] = {'type': 'ToyUserRefSRNet'}
+    opt.pop('network_sife')
+    opt['path']['ignore_resume_networks'] = ['network_extractor', 'network_map']
+    result = basicsr(['train', '-opt', write_yaml(workdir / 'toy.yml', opt), '--local-rank=0'], workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert osp.isfile(workdir / 'experiments' / 'toy_plugin_run' / 'models' / 'net_g_2.pth')
+
+
+@pytest.mark.parametrize('case, message', [
+    ('missing_yaml', "option file '{root}/nope.yml' not found"),
+    ('missing_weights', "weights file '{root}/missing_vgg19.pth' not found. It should contain torchvision's VGG19"),
+    ('bad_plugin', "plugin module 'no_such_plugin_module' could not be imported"),
+    ('missing_data', "option 'dataroot_gt': folder '{root}/no_such_folder' does not exist"),
+])
+def test_user_errors_end_with_one_line_and_exit_code_1(workdir, case, message):
+    opt = tiny_train_options(str(workdir / 'data'), total_iter=2, name=f'error_{case}')
+    if case == 'missing_weights':
+        opt['network_map']['pretrained'] = str(workdir / 'missing_vgg19.pth')
+    if case == 'bad_plugin':
+        opt['plugins'] = ['no_such_plugin_module']
+    if case == 'missing_data':
+        opt['datasets']['train']['dataroot_gt'] = str(workdir / 'no_such_folder')
+    opt_path = str(workdir / 'nope.yml') if case == 'missing_yaml' else write_yaml(workdir / f'{case}.yml', opt)
+    result = basicsr(['train', '-opt', opt_path], workdir)
+    assert result.returncode == 1
+    assert message.format(root=workdir) in result.stderr
+    assert 'Traceback' not in result.stderr
+
+
+def test_unknown_command_prints_usage(workdir):
+    result = basicsr(['fit'], workdir)
+    assert result.returncode == 2 and 'usage: basicsr {train,test}' in result.stderr
