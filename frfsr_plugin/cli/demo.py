@@ -11,6 +11,7 @@ import sys
 from os import path as osp
 
 import numpy as np
+import torch.nn.functional as F
 import yaml
 from PIL import Image
 
@@ -174,31 +175,43 @@ def run_basicsr(command, opt_path, workdir):
                    check=True)
 
 
+def upsample_baselines(sample):
+    """Bilinear (the generator's own base, i.e. FRFSR before training) and PIL-bicubic x4 of a test sample's LR.
+
+    Args:
+        sample (dict): A :class:`RefSRTestDataset` sample.
+
+    Returns:
+        tuple[ndarray, ndarray]: BGR uint8 images cropped to the GT size.
+    """
+    from basicsr.utils import tensor2img
+    height, width = sample['gt'].shape[-2:]
+    lq = sample['lq'].unsqueeze(0)
+    bilinear = tensor2img(F.interpolate(lq, scale_factor=4, mode='bilinear', align_corners=False))[:height, :width]
+    lq_rgb = tensor2img(lq, rgb2bgr=False)
+    bicubic = np.asarray(Image.fromarray(lq_rgb).resize((lq_rgb.shape[1] * 4, lq_rgb.shape[0] * 4), Image.BICUBIC))
+    return bilinear, np.ascontiguousarray(bicubic[:height, :width, ::-1])
+
+
 def metrics_table(data_root, sr_dir):
-    """Per-image Y-PSNR/SSIM (crop 4) of PIL-bicubic upsampling and of the SR output, as a Markdown table."""
+    """Per-image Y-PSNR/SSIM (crop 4) of bilinear and bicubic upsampling and of the SR output, in Markdown."""
     from basicsr.metrics import calculate_psnr, calculate_ssim
     from basicsr.utils import tensor2img
 
     from frfsr_plugin.data.refsr_test_dataset import RefSRTestDataset
     dataset = RefSRTestDataset({**test_dataset_options(data_root), 'phase': 'test', 'scale': 4})
-    rows = ['| image | bicubic PSNR | bicubic SSIM | FRFSR PSNR | FRFSR SSIM |', '|---|---|---|---|---|']
-    totals = np.zeros(4)
+    methods = ('bilinear (untrained FRFSR)', 'bicubic', 'FRFSR')
+    rows = ['| image | ' + ' | '.join(f'{m} PSNR / SSIM' for m in methods) + ' |', '|---' * (len(methods) + 1) + '|']
+    totals = np.zeros((len(methods), 2))
     for sample in dataset:
-        gt = tensor2img(sample['gt'])  # BGR uint8
-        height, width = gt.shape[:2]
-        lq = tensor2img(sample['lq'], rgb2bgr=False)
-        bicubic = np.asarray(Image.fromarray(lq).resize((lq.shape[1] * 4, lq.shape[0] * 4), Image.BICUBIC))
-        bicubic = np.ascontiguousarray(bicubic[:height, :width, ::-1])
+        gt = tensor2img(sample['gt'])
         name = osp.splitext(osp.basename(sample['lq_path']))[0]
         sr = np.asarray(Image.open(osp.join(sr_dir, f'{name}_SR.png')).convert('RGB'))[..., ::-1]
-        values = [
-            f(img, gt, crop_border=4, test_y_channel=True) for img in (bicubic, sr)
-            for f in (calculate_psnr, calculate_ssim)
-        ]
+        values = np.array([[f(img, gt, crop_border=4, test_y_channel=True) for f in (calculate_psnr, calculate_ssim)]
+                           for img in (*upsample_baselines(sample), sr)])
         totals += values
-        rows.append(f'| {name} | {values[0]:.2f} | {values[1]:.4f} | {values[2]:.2f} | {values[3]:.4f} |')
-    mean = totals / len(dataset)
-    rows.append(f'| **mean** | {mean[0]:.2f} | {mean[1]:.4f} | {mean[2]:.2f} | {mean[3]:.4f} |')
+        rows.append(f'| {name} | ' + ' | '.join(f'{p:.2f} / {s:.4f}' for p, s in values) + ' |')
+    rows.append('| **mean** | ' + ' | '.join(f'{p:.2f} / {s:.4f}' for p, s in totals / len(dataset)) + ' |')
     return '\n'.join(rows) + '\n'
 
 
