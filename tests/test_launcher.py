@@ -5,10 +5,11 @@ import subprocess
 import sys
 from os import path as osp
 
+import cv2
 import pytest
 import torch
 import yaml
-from helpers import build_demo_data, tiny_test_options, tiny_train_options
+from helpers import build_demo_data, tiny_stage2_options, tiny_test_options, tiny_train_options
 
 TOY_PLUGIN = '''
 import torch
@@ -104,6 +105,72 @@ def test_yaml_plugins_register_a_user_arch_and_local_rank_spellings(workdir):
     result = basicsr(['train', '-opt', write_yaml(workdir / 'toy.yml', opt), '--local-rank=0'], workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     assert osp.isfile(workdir / 'experiments' / 'toy_plugin_run' / 'models' / 'net_g_2.pth')
+
+
+@pytest.fixture(scope='module')
+def trained_stage2(trained, workdir):
+    """`basicsr train` of a tiny stage 2 (Net1 = the stage-1 run above) for 2 iterations, then resumed to 4."""
+    exp_dir, _, _ = trained
+    opt = tiny_stage2_options(str(workdir / 'data'), 2, str(exp_dir / 'models' / 'net_g_latest.pth'))
+    opt['logger']['use_tb_logger'] = True
+    opt_path = write_yaml(workdir / 'stage2.yml', opt)
+    first = basicsr(['train', '-opt', opt_path], workdir)
+    resumed = basicsr(['train', '-opt', opt_path, '--auto_resume', '--force_yml', 'train:total_iter=4'], workdir)
+    return workdir / 'experiments' / 'tiny_frf', first, resumed
+
+
+def test_stage2_trains_with_all_losses_writes_comparisons_and_resumes(trained_stage2, workdir):
+    exp_dir, first, resumed = trained_stage2
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    logs = sorted(glob.glob(str(exp_dir / 'train_tiny_frf_*.log')))
+    first_log, resumed_log = open(logs[0]).read(), open(logs[-1]).read()
+    for key in ('l_g_pix', 'l_g_percep', 'l_g_gan', 'l_d_real', 'l_d_fake', 'l_d_gp'):
+        assert key in first_log
+    assert 'iter: 2.' in resumed_log and 'Resuming training' in resumed_log
+    assert {'net_d_2.pth', 'net_d_4.pth', 'net_g_2.pth', 'net_g_4.pth'} <= set(os.listdir(exp_dir / 'models'))
+    comparisons = exp_dir / 'visualization' / 'comparisons' / 'CUFED5_demo'
+    assert sorted(os.listdir(comparisons))[:2] == ['000_0_2.png', '000_0_4.png']
+    panel = cv2.imread(str(comparisons / '000_0_2.png'))
+    assert panel.shape == (96, 5 * 128 + 4 * 4, 3)  # bicubic | stage 1 | stage 2 | Ref | GT
+    events = glob.glob(str(workdir / 'tb_logger' / 'tiny_frf' / 'events.*'))
+    assert events
+
+
+def test_frf_wraps_a_user_arch_registered_through_plugins(workdir):
+    (workdir / 'toy_user_plugin.py').write_text(TOY_PLUGIN)
+    toy_stage1 = tiny_train_options(str(workdir / 'data'), total_iter=1, name='toy_stage1')
+    toy_stage1.update(plugins=['toy_user_plugin'], network_g={'type': 'ToyUserRefSRNet'})
+    toy_stage1.pop('network_sife')
+    toy_stage1['path']['ignore_resume_networks'] = ['network_extractor', 'network_map']
+    assert basicsr(['train', '-opt', write_yaml(workdir / 'toy1.yml', toy_stage1)], workdir).returncode == 0
+    weights = str(workdir / 'experiments' / 'toy_stage1' / 'models' / 'net_g_latest.pth')
+    opt = tiny_stage2_options(str(workdir / 'data'), 2, weights, name='toy_frf')
+    opt.update(
+        plugins=['toy_user_plugin'],
+        network_stage1={'type': 'ToyUserRefSRNet'},
+        feature_reuse={
+            'source': 'conv',
+            'port': 'input'
+        },
+        network_g={
+            'type': 'FeatureReuseNet',
+            'base': {
+                'type': 'ToyUserRefSRNet'
+            },
+            'reuse_channels': 67,
+            'fusion_targets': {
+                'conv': 67
+            },
+            'pretrained_base': weights
+        })
+    opt.pop('network_sife')
+    opt['path'].update(
+        pretrain_network_g=None, ignore_resume_networks=['network_extractor', 'network_map', 'network_stage1'])
+    result = basicsr(['train', '-opt', write_yaml(workdir / 'toy_frf.yml', opt)], workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = torch.load(workdir / 'experiments' / 'toy_frf' / 'models' / 'net_g_2.pth', weights_only=True)['params']
+    assert sorted(saved) == ['base.conv.bias', 'base.conv.weight', 'fusions.conv.conv.bias', 'fusions.conv.conv.weight']
 
 
 @pytest.mark.parametrize('case, message', [

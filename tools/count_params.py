@@ -2,7 +2,8 @@
 
 Usage: python tools/count_params.py -opt options/frfsr_stage1.yml
 
-Networks are constructed with random initialisation (``pretrained: false``), so no weights file is needed.
+Networks are constructed with random initialisation (``pretrained: false``, no ``pretrained_base``), so no weights
+file is needed.
 """
 import argparse
 import sys
@@ -11,6 +12,8 @@ import yaml
 
 from frfsr_plugin.cli.basicsr_cli import load_plugins
 from frfsr_plugin.utils.errors import UserInputError
+
+RANDOM_INIT = {'pretrained': False, 'pretrained_base': None}  # weight-file options and their random-init values
 
 
 def count_networks(opt):
@@ -27,9 +30,7 @@ def count_networks(opt):
     for key, net_opt in opt.items():
         if not key.startswith('network_'):
             continue
-        net_opt = dict(net_opt)
-        if 'pretrained' in net_opt:
-            net_opt['pretrained'] = False
+        net_opt = dict(net_opt, **{key: value for key, value in RANDOM_INIT.items() if key in net_opt})
         net = build_network(net_opt)
         rows.append((key, net_opt['type'], sum(p.numel() for p in net.parameters())))
     return rows

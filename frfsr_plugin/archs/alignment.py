@@ -9,19 +9,28 @@ from frfsr_plugin.ops.deform_conv import PreOffsetModulatedDeformConv
 class TextureAlignment(nn.Module):
     """Aligns a Ref feature level to the LR-branch feature ``x``.
 
-    The offset feature is computed from ``[x, warped Ref, raw Ref]`` by two 3x3 convs with LReLU; the deformable conv
-    samples the raw Ref feature at the pre-offset positions plus learned offsets.
+    The offset feature is computed from ``[x, warped Ref, raw Ref]`` (FRFSR) or ``[x, raw Ref]`` (C2-Matching) by two
+    3x3 convs with LReLU; the deformable conv samples the raw Ref feature at the pre-offset positions plus learned
+    offsets.
 
     Args:
         ref_channels (int): Channels C of the Ref level (64, 128 or 256 for relu1_1, relu2_1, relu3_1).
         feat_channels (int): Channels of ``x``. Default: 64.
         deformable_groups (int): Offset groups. Default: 8.
         dcn_backend (str): ``'torchvision'`` (default), ``'mmcv'`` or ``'pytorch'``; see ops/deform_conv.py.
+        use_warped_ref (bool): Feed the flow-warped Ref feature to the offset branch (FRFSR). Default: True.
     """
 
-    def __init__(self, ref_channels, feat_channels=64, deformable_groups=8, dcn_backend='torchvision'):
+    def __init__(self,
+                 ref_channels,
+                 feat_channels=64,
+                 deformable_groups=8,
+                 dcn_backend='torchvision',
+                 use_warped_ref=True):
         super().__init__()
-        self.offset_conv1 = nn.Conv2d(feat_channels + 2 * ref_channels, ref_channels, 3, 1, 1)
+        self.use_warped_ref = use_warped_ref
+        offset_in = feat_channels + (2 if use_warped_ref else 1) * ref_channels
+        self.offset_conv1 = nn.Conv2d(offset_in, ref_channels, 3, 1, 1)
         self.offset_conv2 = nn.Conv2d(ref_channels, ref_channels, 3, 1, 1)
         self.dcn = PreOffsetModulatedDeformConv(ref_channels, ref_channels, deformable_groups, dcn_backend)
 
@@ -29,13 +38,15 @@ class TextureAlignment(nn.Module):
         """
         Args:
             x (Tensor): LR-branch feature, shape (B, feat_channels, H, W).
-            warped_ref (Tensor): Ref feature warped by the flow, shape (B, C, H, W).
+            warped_ref (Tensor | None): Ref feature warped by the flow, shape (B, C, H, W); unused (may be None)
+                without ``use_warped_ref``.
             ref (Tensor): Raw Ref feature, shape (B, C, H, W).
             pre_offset (Tensor): Pre-offsets, shape (B, 18, H, W).
 
         Returns:
             Tensor: Aligned Ref feature, shape (B, C, H, W).
         """
-        offset_feat = F.leaky_relu(self.offset_conv1(torch.cat([x, warped_ref, ref], dim=1)), 0.1)
+        offset_input = [x, warped_ref, ref] if self.use_warped_ref else [x, ref]
+        offset_feat = F.leaky_relu(self.offset_conv1(torch.cat(offset_input, dim=1)), 0.1)
         offset_feat = F.leaky_relu(self.offset_conv2(offset_feat), 0.1)
         return F.leaky_relu(self.dcn(ref, offset_feat, pre_offset), 0.1)

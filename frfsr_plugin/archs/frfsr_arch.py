@@ -10,7 +10,7 @@ from torch import nn
 
 from frfsr_plugin.archs.aggregation import TextureAdaptiveAggregation
 from frfsr_plugin.archs.alignment import TextureAlignment
-from frfsr_plugin.ops.deform_conv import PreOffsetModulatedDeformConv
+from frfsr_plugin.archs.arch_util import init_restoration_weights
 from frfsr_plugin.utils.errors import InputSizeError
 
 MIN_LR_SIZE = 15  # the ESA at the smallest U-Net scale needs 15x15
@@ -37,6 +37,8 @@ class FRFSRNet(nn.Module):
         sife_channels (int): Channels of the SIFE feature fused at the LR scale; 0 disables the fusion. Default: 64.
         use_esa (bool): ESA in the ResBlocks. Default: True.
         dcn_backend (str): ``'torchvision'`` (default), ``'mmcv'`` or ``'pytorch'``; see ops/deform_conv.py.
+        reuse_channels (int): Channels of a reused stage-1 feature F_SR^rec fused at both full-resolution TAAMs
+            (stage 2 of the feature reuse framework); 0 for stage 1. Default: 0.
     """
 
     def __init__(self,
@@ -46,9 +48,11 @@ class FRFSRNet(nn.Module):
                  deformable_groups=8,
                  sife_channels=64,
                  use_esa=True,
-                 dcn_backend='torchvision'):
+                 dcn_backend='torchvision',
+                 reuse_channels=0):
         super().__init__()
         self.sife_channels = sife_channels
+        self.reuse_channels = reuse_channels
         c1, c2, c3 = REF_CHANNELS
 
         def align(ref_channels):
@@ -72,17 +76,17 @@ class FRFSRNet(nn.Module):
         self.tail = nn.Sequential(
             nn.Conv2d(num_feat, num_feat // 2, 3, 1, 1), nn.LeakyReLU(0.1, inplace=True),
             nn.Conv2d(num_feat // 2, 3, 3, 1, 1))
-        self.init_weights()
+        if reuse_channels:
+            self.reuse_fusion_down_large = nn.Conv2d(reuse_channels + num_feat, num_feat, 3, 1, 1)
+            self.reuse_fusion_up_large = nn.Conv2d(reuse_channels + num_feat, num_feat, 3, 1, 1)
+        init_restoration_weights(self)
 
-    def init_weights(self):
-        """Every conv N(0, 0.02) with zero bias; deformable kernels keep U(+-1/sqrt(9C)); offset/mask convs zero."""
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.normal_(module.weight, 0.0, 0.02)
-                nn.init.zeros_(module.bias)
-        for module in self.modules():
-            if isinstance(module, PreOffsetModulatedDeformConv):
-                module.zero_offset_branch()
+    def fuse_reused(self, stage, x, context):
+        """Stage 2: ``LReLU(reuse_fusion_<stage>([F_rec, x]))``; stage 1 (no fusion convs): ``x`` unchanged."""
+        if not self.reuse_channels:
+            return x
+        fusion = getattr(self, f'reuse_fusion_{stage}')
+        return lrelu(fusion(torch.cat([context['reuse_feat'], x], 1)))
 
     def forward(self, lq, context):
         """
@@ -90,7 +94,8 @@ class FRFSRNet(nn.Module):
             lq (Tensor): LR image in [0, 1], shape (B, 3, h, w), h and w >= 15.
             context (dict): Correspondence of :class:`FRFSRCorrespondence` (``pre_offsets``, ``ref_feats``,
                 ``warped_ref_feats``, each a tuple over full / half / LR scale) plus ``sife_feat``
-                (B, sife_channels, h, w) when SIFE fusion is enabled.
+                (B, sife_channels, h, w) when SIFE fusion is enabled and ``reuse_feat`` (B, reuse_channels, 4h, 4w)
+                in stage 2.
 
         Returns:
             Tensor: SR image, shape (B, 3, 4h, 4w).
@@ -105,7 +110,8 @@ class FRFSRNet(nn.Module):
         base = F.interpolate(lq, scale_factor=4, mode='bilinear', align_corners=False)
         x0 = self.conv_first(base)
         aligned = self.align_down_large(x0, warped_full, ref_full, pre_full)
-        x1 = self.down_large(self.aggregate_down_large(torch.cat([x0, aligned], 1), x0))
+        head = self.fuse_reused('down_large', x0, context)
+        x1 = self.down_large(self.aggregate_down_large(torch.cat([head, aligned], 1), x0))
 
         aligned = self.align_down_medium(x1, warped_half, ref_half, pre_half)
         x2 = self.down_medium(self.aggregate_down_medium(torch.cat([x1, aligned], 1), x1))
@@ -120,5 +126,23 @@ class FRFSRNet(nn.Module):
         x = lrelu(F.pixel_shuffle(self.up_medium(x), 2))
 
         aligned = self.align_up_large(x, warped_full, ref_full, pre_full)
-        feat_rec = self.aggregate_up_large(torch.cat([x + x0, aligned], 1), x)
+        head = self.fuse_reused('up_large', x, context)
+        feat_rec = self.aggregate_up_large(torch.cat([head + x0, aligned], 1), x)
         return self.tail(feat_rec) + base
+
+
+@ARCH_REGISTRY.register()
+class FRFSRStage2Net(FRFSRNet):
+    """FRFSR stage-2 network ("RefSR(2)"): :class:`FRFSRNet` that fuses the frozen stage-1 network's F_SR^rec.
+
+    At ``down_large`` the TAAM head input becomes ``[LReLU(conv([F_rec, x0])), aligned relu1_1]`` and at ``up_large``
+    ``[LReLU(conv([F_rec, x])) + x0, aligned relu1_1]``; the skips are unchanged (docs/design.md). The reused feature
+    arrives as ``context['reuse_feat']`` with shape (B, reuse_channels, 4h, 4w).
+
+    Args:
+        reuse_channels (int): Channels of F_SR^rec. Default: 64.
+        **kwargs: :class:`FRFSRNet` arguments.
+    """
+
+    def __init__(self, reuse_channels=64, **kwargs):
+        super().__init__(reuse_channels=reuse_channels, **kwargs)

@@ -108,7 +108,7 @@ def train_options(data_root, total_iter, gt_size, batch_size):
             'ema_decay': 0,
             'optim_g': {
                 'type': 'Adam',
-                'lr': 5e-4,
+                'lr': 2e-3,
                 'betas': [0.9, 0.999]
             },
             'scheduler': {

@@ -1,13 +1,16 @@
 """Stage-1 RefSR model: trains a reference-based restoration network with frozen correspondence and SIFE parts."""
 import re
 from collections import OrderedDict
+from os import path as osp
 
 import torch
+import torch.nn.functional as F
 from basicsr.archs import build_network
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from frfsr_plugin.utils.comparison import write_comparison
 from frfsr_plugin.utils.errors import UserInputError
 
 
@@ -23,7 +26,10 @@ class FRFSRModel(SRModel):
            feature (optional ``network_sife``); these frozen networks are in no optimiser and never resumed;
         2. runs ``net_g(lq, context)`` and trains it with the pixel (and optional perceptual) loss, with per-parameter
            learning rates from ``train.optim_g.param_group_lrs``;
-        3. at test time crops the SR output back to the unpadded GT size before metrics.
+        3. at test time crops the SR output back to the unpadded GT size before metrics;
+        4. during validation writes a comparison image per sample (``comparison_panels``) under
+           ``visualization/comparisons/<dataset>/`` and logs the first ``val.comparison_tb_images`` (default 3) to
+           TensorBoard; ``val.comparisons: false`` turns this off.
 
     Batches carry ``lq`` (B, 3, h, w), ``lq_up`` (B, 3, 4h, 4w), ``ref`` (B, 3, 4h, 4w) and optionally ``gt``.
     """
@@ -70,6 +76,7 @@ class FRFSRModel(SRModel):
         self.optimizers.append(self.optimizer_g)
 
     def feed_data(self, data):
+        self.sample_name = osp.splitext(osp.basename(data['lq_path'][0]))[0] if 'lq_path' in data else None
         self.lq = data['lq'].to(self.device)
         self.lq_up = data['lq_up'].to(self.device)
         self.ref = data['ref'].to(self.device)
@@ -120,3 +127,34 @@ class FRFSRModel(SRModel):
         net.train(was_training)
         if hasattr(self, 'gt'):
             self.output = self.output[..., :self.gt.shape[-2], :self.gt.shape[-1]]
+
+    def comparison_panels(self):
+        """Panels of the validation comparison: bicubic | SR | Ref | GT, cropped to the SR size."""
+        height, width = self.output.shape[-2:]
+        bicubic = F.interpolate(self.lq, scale_factor=4, mode='bicubic', align_corners=False)
+        panels = [bicubic[..., :height, :width], self.output, self.ref[..., :height, :width]]
+        return panels + ([self.gt] if hasattr(self, 'gt') else [])
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        val_opt = self.opt['val']
+        self._comparisons = {
+            'dir': osp.join(self.opt['path']['visualization'], 'comparisons', dataloader.dataset.opt['name']),
+            'iter': current_iter,
+            'tb_logger': tb_logger,
+            'tb_left': val_opt.get('comparison_tb_images', 3),
+        } if val_opt.get('comparisons', True) else None
+        try:
+            super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        finally:
+            self._comparisons = None
+
+    def get_current_visuals(self):
+        """BasicSR's visuals; during validation it also writes this sample's comparison image."""
+        comparisons = getattr(self, '_comparisons', None)
+        if comparisons is not None:
+            name, step = self.sample_name or 'sample', comparisons['iter']  # step is the run name in `basicsr test`
+            tb_logger = comparisons['tb_logger'] if comparisons['tb_left'] > 0 else None
+            comparisons['tb_left'] -= 1
+            write_comparison(self.comparison_panels(), osp.join(comparisons['dir'], f'{name}_{step}.png'), tb_logger,
+                             f'comparisons/{name}', step)
+        return super().get_current_visuals()

@@ -1,0 +1,127 @@
+"""Two-stage feature reuse framework (FRF): a frozen stage-1 RefSR network feeds its features to a stage-2 network."""
+from collections import OrderedDict
+
+import torch
+from basicsr.losses import build_loss
+from basicsr.models.srgan_model import SRGANModel
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from frfsr_plugin.archs.feature_reuse_arch import get_submodule_checked
+from frfsr_plugin.models.frfsr_model import FRFSRModel
+from frfsr_plugin.utils.errors import MissingOptionError, OptionError
+
+SOURCE_PORTS = ('input', 'output')
+
+
+@MODEL_REGISTRY.register()
+class FeatureReuseModel(FRFSRModel, SRGANModel):
+    """Stage 2 of FRFSR's feature reuse framework, generic over registered RefSR generators.
+
+    Paper: A Feature Reuse Framework with Texture-adaptive Aggregation for Reference-based Super-Resolution, Sec. III-A.
+
+    It mainly performs:
+        1. builds Net1 from ``network_stage1`` and ``path.pretrain_network_stage1`` (strict), frozen, eval, no_grad,
+           in no optimiser and never resumed; its reused feature is the input or output of the submodule
+           ``feature_reuse.source`` (``feature_reuse.port``), captured by a hook;
+        2. computes correspondence, VGG features, SIFE and Net1 once per batch and shares them with Net2 (``net_g``),
+           which receives the reused feature as ``context['reuse_feat']``;
+        3. trains Net2 with pixel + perceptual + WGAN losses and the critic ``net_d`` with WGAN-GP, the critic step
+           first; the first ``train.net_g_pretrain_steps`` iterations are pixel-only without critic updates.
+
+    Losses are logged as ``l_g_pix``, ``l_g_percep``, ``l_g_gan``, ``l_d_real``, ``l_d_fake`` and ``l_d_gp``.
+    """
+
+    frozen_networks = FRFSRModel.frozen_networks + (('network_stage1', True), )
+
+    def __init__(self, opt):
+        super().__init__(opt)
+        load_path = self.opt['path'].get('pretrain_network_stage1')
+        if load_path is None:
+            raise MissingOptionError('path.pretrain_network_stage1 is missing: the feature reuse framework needs the '
+                                     'stage-1 checkpoint (net_g_*.pth of a stage-1 run).')
+        self.load_network(self.net_stage1, load_path, True, self.opt['path'].get('param_key_stage1', 'params'))
+        reuse_opt = self.opt.get('feature_reuse') or {}
+        port = reuse_opt.get('port', 'output')
+        if 'source' not in reuse_opt or port not in SOURCE_PORTS:
+            raise OptionError('feature_reuse needs `source` (a submodule path of network_stage1) and `port` in '
+                              f'{SOURCE_PORTS}; got {reuse_opt!r}.')
+        source = get_submodule_checked(self.net_stage1, reuse_opt['source'], 'feature_reuse.source')
+        if port == 'input':
+            source.register_forward_pre_hook(lambda module, args: self._capture_reused(args[0]))
+        else:
+            source.register_forward_hook(lambda module, args, output: self._capture_reused(output))
+
+    def _capture_reused(self, feat):
+        self._reused_feat = feat
+
+    def init_training_settings(self):
+        super().init_training_settings()  # SRGANModel: net_d, pixel / perceptual / GAN losses, optimisers
+        train_opt = self.opt['train']
+        self.cri_gan = getattr(self, 'cri_gan', None)
+        self.cri_gp = build_loss(train_opt['gp_opt']).to(self.device) if train_opt.get('gp_opt') else None
+        self.net_g_pretrain_steps = train_opt.get('net_g_pretrain_steps', 0)
+
+    def setup_optimizers(self):
+        super().setup_optimizers()  # net_g with learning-rate groups (FRFSRModel)
+        optim_opt = dict(self.opt['train']['optim_d'])
+        self.optimizer_d = self.get_optimizer(optim_opt.pop('type'), self.net_d.parameters(), **optim_opt)
+        self.optimizers.append(self.optimizer_d)
+
+    @torch.no_grad()
+    def reference_context(self):
+        """Shared context plus ``reuse_feat`` from Net1; Net1's own SR is kept as ``self.output_stage1``."""
+        context = super().reference_context()
+        self.output_stage1 = self.net_stage1(self.lq, context)
+        context['reuse_feat'] = self._reused_feat
+        self._reused_feat = None
+        return context
+
+    def test(self):
+        super().test()
+        self.output_stage1 = self.output_stage1[..., :self.output.shape[-2], :self.output.shape[-1]]
+
+    def comparison_panels(self):
+        """bicubic | stage-1 SR | stage-2 SR | Ref | GT."""
+        panels = super().comparison_panels()
+        return panels[:1] + [self.output_stage1] + panels[1:]
+
+    def optimize_parameters(self, current_iter):
+        self.output = self.net_g(self.lq, self.reference_context())
+        loss_dict = OrderedDict()
+        adversarial = self.cri_gan is not None and current_iter > self.net_g_pretrain_steps
+        if adversarial:
+            loss_dict.update(self._critic_step(self.output.detach()))
+
+        self.optimizer_g.zero_grad()
+        l_g_total = 0
+        if self.cri_pix:
+            loss_dict['l_g_pix'] = self.cri_pix(self.output, self.gt)
+            l_g_total = l_g_total + loss_dict['l_g_pix']
+        if adversarial and self.cri_perceptual:
+            loss_dict['l_g_percep'] = self.cri_perceptual(self.output, self.gt)[0]
+            l_g_total = l_g_total + loss_dict['l_g_percep']
+        if adversarial:
+            loss_dict['l_g_gan'] = self.cri_gan(self.net_d(self.output), True, is_disc=False)
+            l_g_total = l_g_total + loss_dict['l_g_gan']
+        l_g_total.backward()
+        self.optimizer_g.step()
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def _critic_step(self, fake):
+        """One WGAN-GP update of net_d; net_d is frozen again afterwards. Returns the critic's loss terms."""
+        self.net_d.requires_grad_(True)
+        self.optimizer_d.zero_grad()
+        real_scores, fake_scores = self.net_d(self.gt), self.net_d(fake)
+        terms = OrderedDict(
+            l_d_real=self.cri_gan(real_scores, True, is_disc=True),
+            l_d_fake=self.cri_gan(fake_scores, False, is_disc=True))
+        if self.cri_gp:
+            terms['l_d_gp'] = self.cri_gp(self.net_d, self.gt, fake)
+        sum(terms.values()).backward()
+        self.optimizer_d.step()
+        self.net_d.requires_grad_(False)
+        terms['out_d_real'] = real_scores.detach().mean()
+        terms['out_d_fake'] = fake_scores.detach().mean()
+        return terms

@@ -1,0 +1,193 @@
+"""Feature reuse framework: frozen Net1, Net2 gradients, WGAN-GP, perceptual loss, generic wrapping of other archs."""
+import random
+
+import numpy as np
+import pytest
+import torch
+from basicsr.archs import build_network
+from basicsr.models import build_model
+from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
+from helpers import build_demo_data, tiny_stage2_options, tiny_train_options
+from torch.utils.data import DataLoader
+
+from frfsr_plugin.data.cufed_dataset import RefCUFEDDataset
+from frfsr_plugin.utils.errors import OptionError
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+    return build_demo_data(str(tmp_path_factory.mktemp('frf_data')))
+
+
+@pytest.fixture(scope='module')
+def stage1_weights(data_root, tmp_path_factory):
+    torch.manual_seed(1)
+    net = build_network(tiny_train_options(data_root, 1)['network_g'])
+    path = tmp_path_factory.mktemp('stage1') / 'net_g_stage1.pth'
+    torch.save({'params': net.state_dict()}, path)
+    return str(path)
+
+
+def make_stage2_model(data_root, stage1_weights, **overrides):
+    opt = tiny_stage2_options(data_root, 100, stage1_weights)
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, **overrides)
+    return build_model(opt), opt
+
+
+def train_batch(opt):
+    np.random.seed(0)
+    random.seed(0)
+    dataset = RefCUFEDDataset(dict(opt['datasets']['train'], phase='train', scale=4))
+    return next(iter(DataLoader(dataset, batch_size=2)))
+
+
+def test_net1_frozen_and_bit_identical_while_net2_and_critic_learn(data_root, stage1_weights):
+    model, opt = make_stage2_model(data_root, stage1_weights)
+    batch = train_batch(opt)
+    net1_before = {k: v.clone() for k, v in model.net_stage1.state_dict().items()}
+    net2_before = {k: v.clone() for k, v in model.net_g.state_dict().items()}
+    d_before = {k: v.clone() for k, v in model.net_d.state_dict().items()}
+    optimised = {id(p) for o in model.optimizers for g in o.param_groups for p in g['params']}
+    assert not any(id(p) in optimised or p.requires_grad for p in model.net_stage1.parameters())
+    for step in range(1, 4):
+        model.feed_data(batch)
+        model.optimize_parameters(step)
+        assert all(p.grad is None for p in model.net_stage1.parameters())
+    # Every Net2 parameter is in the graph. Gradients are non-zero from step 2 on (the offset/mask convs start at zero,
+    # so step 1 gives their inputs none), except behind ReLUs that happen to be dead for this batch: this 16-channel net
+    # has 3-unit DDF channel branches and 4-channel ESA branches.
+    assert all(p.grad is not None for p in model.net_g.parameters())
+    zero_grads = [n for n, p in model.net_g.named_parameters() if not p.grad.abs().sum() > 0]
+    assert all('ddf_blocks' in n or '.esa.' in n for n in zero_grads)
+    assert len(zero_grads) < 0.1 * len(list(model.net_g.parameters()))
+    assert not any(n.startswith(('reuse_fusion', 'align_', 'tail')) for n in zero_grads)
+    assert all(torch.equal(v, net1_before[k]) for k, v in model.net_stage1.state_dict().items())
+    assert not model.net_stage1.training
+    changed = [n for n, p in model.net_g.named_parameters() if not torch.equal(p, net2_before[n])]
+    assert len(changed) >= 0.75 * len(net2_before)  # the rest have zero or vanishing gradients at init (176 of 220)
+    assert {'reuse_fusion_down_large.weight', 'reuse_fusion_up_large.weight', 'tail.2.weight'} <= set(changed)
+    assert any(not torch.equal(v, d_before[k]) for k, v in model.net_d.state_dict().items())
+    log = model.get_current_log()
+    assert {'l_g_pix', 'l_g_percep', 'l_g_gan', 'l_d_real', 'l_d_fake', 'l_d_gp'} <= set(log)
+    assert log['l_d_gp'] >= 0 and log['l_g_percep'] > 0
+
+
+def test_net2_starts_from_stage1_except_fusion_convs(data_root, stage1_weights):
+    model, _ = make_stage2_model(data_root, stage1_weights)
+    stage1 = torch.load(stage1_weights, weights_only=True)['params']
+    net2 = model.net_g.state_dict()
+    assert all(torch.equal(net2[k], v) for k, v in stage1.items())
+    assert sorted(set(net2) - set(stage1)) == [
+        'reuse_fusion_down_large.bias', 'reuse_fusion_down_large.weight', 'reuse_fusion_up_large.bias',
+        'reuse_fusion_up_large.weight'
+    ]
+
+
+def test_reused_feature_is_net1_aggregate_output(data_root, stage1_weights):
+    model, opt = make_stage2_model(data_root, stage1_weights)
+    model.feed_data(train_batch(opt))
+    captured = []
+    model.net_stage1.aggregate_up_large.register_forward_hook(lambda m, a, out: captured.append(out))
+    context = model.reference_context()
+    assert torch.equal(context['reuse_feat'], captured[0])
+    assert context['reuse_feat'].shape == (2, 16, 64, 64)
+    assert model.output_stage1.shape == (2, 3, 64, 64)
+
+
+def test_warmup_steps_train_pixel_loss_only(data_root, stage1_weights):
+    model, opt = make_stage2_model(data_root, stage1_weights)
+    model.net_g_pretrain_steps = 1
+    d_before = {k: v.clone() for k, v in model.net_d.state_dict().items()}
+    model.feed_data(train_batch(opt))
+    model.optimize_parameters(1)
+    assert set(model.get_current_log()) == {'l_g_pix'}
+    assert all(torch.equal(v, d_before[k]) for k, v in model.net_d.state_dict().items())
+
+
+def test_bad_reuse_source_is_named(data_root, stage1_weights):
+    with pytest.raises(OptionError, match="feature_reuse.source: FRFSRNet has no submodule 'nope'"):
+        make_stage2_model(data_root, stage1_weights, feature_reuse={'source': 'nope', 'port': 'output'})
+
+
+def test_gradient_penalty_equals_direct_formula_on_toy_critic():
+    weight = torch.randn(1, 3, 4, 5)
+
+    def critic(x):  # D(x) = sum(w * x^2) per sample, so grad = 2 w x
+        return (weight * x**2).flatten(1).sum(1, keepdim=True)
+
+    real, fake = torch.randn(3, 3, 4, 5), torch.randn(3, 3, 4, 5)
+    torch.manual_seed(7)
+    penalty = LOSS_REGISTRY.get('WGANGradientPenaltyLoss')(loss_weight=10.0)(critic, real, fake)
+    torch.manual_seed(7)
+    alpha = torch.rand(3, 1, 1, 1)
+    interpolated = alpha * real + (1 - alpha) * fake
+    norms = (2 * weight * interpolated).flatten(1).norm(dim=1)
+    assert torch.allclose(penalty, 10.0 * ((norms - 1)**2).mean())
+    # the per-pixel channel norm (BasicSR's gradient_penalty_loss) is a different quantity
+    pixel_norms = (2 * weight * interpolated).norm(dim=1)
+    assert not torch.allclose(penalty, 10.0 * ((pixel_norms - 1)**2).mean())
+
+
+def test_gradient_penalty_is_differentiable_for_the_critic():
+    critic = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 1), torch.nn.Tanh())
+    penalty = LOSS_REGISTRY.get('WGANGradientPenaltyLoss')()(critic, torch.randn(4, 3, 2, 2), torch.randn(4, 3, 2, 2))
+    penalty.backward()
+    assert critic[1].weight.grad is not None and critic[1].weight.grad.abs().sum() > 0
+
+
+def test_perceptual_fro_loss_equals_direct_norm():
+    loss_fn = LOSS_REGISTRY.get('FRFSRPerceptualLoss')({
+        'relu2_1': 1.0,
+        'relu3_1': 0.5
+    },
+                                                       pretrained=False,
+                                                       perceptual_weight=1e-2)
+    output, gt = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    loss, style = loss_fn(output, gt)
+    feats_out, feats_gt = loss_fn.vgg(output), loss_fn.vgg(gt)
+    expected = 1e-2 * (
+        torch.norm(feats_out['relu2_1'] - feats_gt['relu2_1']) +
+        0.5 * torch.norm(feats_out['relu3_1'] - feats_gt['relu3_1']))
+    assert style is None and torch.allclose(loss, expected)
+
+
+def c2_context(lq):
+    encoder = ARCH_REGISTRY.get('FRFSRContrastiveEncoder')(pretrained=False)
+    correspondence = ARCH_REGISTRY.get('FRFSRCorrespondence')(pretrained=False)
+    lq_up = torch.nn.functional.interpolate(lq, scale_factor=4, mode='bicubic', align_corners=False)
+    ref = torch.rand_like(lq_up)
+    with torch.no_grad():
+        return correspondence(*encoder(lq_up, ref), ref)
+
+
+def test_feature_reuse_net_wraps_c2matching_as_identity_at_start(tmp_path):
+    base_opt = {'type': 'C2MatchingRestorationNet', 'ngf': 8, 'n_blocks': 1, 'dcn_backend': 'pytorch'}
+    stage1 = build_network(base_opt)
+    torch.save({'params': stage1.state_dict()}, tmp_path / 'c2.pth')
+    net2 = ARCH_REGISTRY.get('FeatureReuseNet')(
+        base=base_opt, fusion_targets={
+            'head.large': 72
+        }, reuse_channels=8, pretrained_base=str(tmp_path / 'c2.pth'))
+    lq = torch.rand(1, 3, 16, 16)
+    context = c2_context(lq)
+    with torch.no_grad():
+        expected = stage1(lq, context)
+        context['reuse_feat'] = torch.randn(1, 8, 64, 64)
+        out = net2(lq, context)
+    assert torch.equal(out, expected)  # zero-initialised fusion
+    torch.nn.init.normal_(net2.fusions['head__large'].conv.weight, 0, 0.1)
+    with torch.no_grad():
+        assert not torch.allclose(net2(lq, context), expected)
+    assert sum(p.numel() for p in net2.parameters()) - sum(p.numel() for p in stage1.parameters()) == 72 * 80 * 9 + 72
+
+
+def test_feature_reuse_net_names_bad_target():
+    with pytest.raises(OptionError, match="no submodule 'head.huge'"):
+        ARCH_REGISTRY.get('FeatureReuseNet')(
+            base={
+                'type': 'C2MatchingRestorationNet',
+                'ngf': 8,
+                'n_blocks': 1
+            }, fusion_targets={
+                'head.huge': 16
+            })
