@@ -51,7 +51,7 @@ def test_param_group_lrs_follow_regexes(data_root):
     model, _ = make_model(data_root, param_group_lrs=groups)
     names = {id(p): n for n, p in model.net_g.named_parameters()}
     main, large, small = model.optimizer_g.param_groups
-    assert main['lr'] == 5e-4 and large['lr'] == 3e-4 and small['lr'] == 1e-6
+    assert main['lr'] == 2e-3 and large['lr'] == 3e-4 and small['lr'] == 1e-6
     assert sorted(names[id(p)] for p in small['params']) == [
         'align_up_small.dcn.conv_offset_mask.bias', 'align_up_small.dcn.conv_offset_mask.weight',
         'align_up_small.offset_conv1.bias', 'align_up_small.offset_conv1.weight', 'align_up_small.offset_conv2.bias',

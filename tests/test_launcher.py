@@ -11,6 +11,8 @@ import torch
 import yaml
 from helpers import build_demo_data, tiny_stage2_options, tiny_test_options, tiny_train_options
 
+from frfsr_plugin.cli import demo
+
 TOY_PLUGIN = '''
 import torch
 import torch.nn.functional as F
@@ -135,6 +137,21 @@ def test_stage2_trains_with_all_losses_writes_comparisons_and_resumes(trained_st
     assert panel.shape == (96, 5 * 128 + 4 * 4, 3)  # bicubic | stage 1 | stage 2 | Ref | GT
     events = glob.glob(str(workdir / 'tb_logger' / 'tiny_frf' / 'events.*'))
     assert events
+
+
+def test_stage2_test_pipeline_reports_psnr_ssim_lpips_and_writes_comparisons(trained_stage2, workdir):
+    exp_dir, _, _ = trained_stage2
+    train_opt = yaml.safe_load(open(workdir / 'stage2.yml'))
+    opt = demo.test_options(train_opt, str(exp_dir / 'models' / 'net_g_latest.pth'))
+    opt['val']['metrics']['lpips'] = {'type': 'calculate_lpips', 'backbone_weights': False, 'better': 'lower'}
+    result = basicsr(['test', '-opt', write_yaml(workdir / 'test_stage2.yml', opt)], workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = workdir / 'results' / 'test_tiny_frf'
+    log = open(glob.glob(str(results / 'test_*.log'))[0]).read()
+    assert '# psnr:' in log and '# ssim:' in log and '# lpips:' in log
+    assert sorted(os.listdir(results / 'visualization' / 'CUFED5_demo')) == ['000_0_SR.png', '001_0_SR.png']
+    assert sorted(os.listdir(results / 'visualization' / 'comparisons' /
+                             'CUFED5_demo')) == ['000_0_test_tiny_frf.png', '001_0_test_tiny_frf.png']
 
 
 def test_frf_wraps_a_user_arch_registered_through_plugins(workdir):

@@ -4,25 +4,26 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from frfsr_plugin.ops.ddf import ddf_mul
+from frfsr_plugin.ops.ddf import ddf_mul, ddf_mul_unfold
 from frfsr_plugin.ops.deform_conv import (PreOffsetModulatedDeformConv, grid_sample_modulated_deform_conv2d,
                                           modulated_deform_conv2d)
 from frfsr_plugin.ops.flow import flow_to_pre_offsets, flow_warp, index_to_flow, upscale_flow
-from frfsr_plugin.ops.patch_match import match_patches
+from frfsr_plugin.ops.patch_match import match_patches, match_patches_direct
 
 
-def flow_from_features(feat_in, feat_ref, **kwargs):
-    max_idx, max_val = match_patches(feat_in, feat_ref, **kwargs)
+def flow_from_features(feat_in, feat_ref, matcher=match_patches, **kwargs):
+    max_idx, max_val = matcher(feat_in, feat_ref, **kwargs)
     return index_to_flow(max_idx, feat_ref.shape[-1] - 2), max_val
 
 
+@pytest.mark.parametrize('matcher', [match_patches, match_patches_direct])
 @pytest.mark.parametrize('shift', [(0, 0), (3, -2), (-4, 5)])
-def test_matcher_recovers_known_shift(shift):
+def test_matcher_recovers_known_shift(shift, matcher):
     dy, dx = shift
     big = torch.randn(2, 16, 40, 44)
     feat_in = big[:, :, 6:30, 6:34]
     feat_ref = big[:, :, 6 + dy:30 + dy, 6 + dx:34 + dx]
-    flow, max_val = flow_from_features(feat_in, feat_ref)
+    flow, max_val = flow_from_features(feat_in, feat_ref, matcher)
     grid_h, grid_w = feat_in.shape[-2] - 2, feat_in.shape[-1] - 2
     # input patch at (y, x) equals the ref patch at (y - dy, x - dx) where that patch exists
     valid_y = slice(max(dy, 0), grid_h + min(dy, 0))
@@ -34,14 +35,15 @@ def test_matcher_recovers_known_shift(shift):
     assert torch.all(flow[:, grid_h:] == 0) and torch.all(flow[:, :, grid_w:] == 0)
 
 
-def test_matcher_recovers_patch_shuffle_and_chunking_is_exact():
+@pytest.mark.parametrize('matcher', [match_patches, match_patches_direct])
+def test_matcher_recovers_patch_shuffle_and_chunking_is_exact(matcher):
     tile, tiles_per_side = 8, 4
     feat_in = torch.randn(1, 8, tile * tiles_per_side, tile * tiles_per_side)
     perm = torch.randperm(tiles_per_side**2)
     tiles = feat_in.unfold(2, tile, tile).unfold(3, tile, tile)  # (1, C, 4, 4, 8, 8)
     shuffled = tiles.reshape(1, 8, 16, tile, tile)[:, :, perm].reshape(1, 8, 4, 4, tile, tile)
     feat_ref = shuffled.permute(0, 1, 2, 4, 3, 5).reshape(feat_in.shape)
-    flow, _ = flow_from_features(feat_in, feat_ref)
+    flow, _ = flow_from_features(feat_in, feat_ref, matcher)
     # a 3x3 patch fully inside source tile t moved to ref tile position perm^-1(t)
     destination = torch.argsort(perm)
     checked = 0
@@ -55,14 +57,49 @@ def test_matcher_recovers_patch_shuffle_and_chunking_is_exact():
             checked += 1
     assert checked == 16 * 36
     # a budget forcing many chunks gives the same matches
-    chunked_idx, chunked_val = match_patches(feat_in, feat_ref, max_corr_elements=900 * 7)
-    full_idx, full_val = match_patches(feat_in, feat_ref)
+    chunked_idx, chunked_val = matcher(feat_in, feat_ref, max_corr_elements=900 * 7 * 32)
+    full_idx, full_val = matcher(feat_in, feat_ref)
     assert torch.equal(chunked_idx, full_idx) and torch.allclose(chunked_val, full_val)
 
 
-def test_matcher_rejects_tiny_features():
+@pytest.mark.parametrize('matcher', [match_patches, match_patches_direct])
+def test_matcher_rejects_tiny_features(matcher):
     with pytest.raises(ValueError, match='at least 3x3'):
-        match_patches(torch.randn(1, 4, 2, 8), torch.randn(1, 4, 8, 8))
+        matcher(torch.randn(1, 4, 2, 8), torch.randn(1, 4, 8, 8))
+
+
+def assert_same_matches_as_direct(feat_in, feat_ref, **kwargs):
+    """Same argmax as the direct formulation wherever the direct top-2 scores are not a near tie."""
+    fast_idx, fast_val = match_patches(feat_in, feat_ref, **kwargs)
+    direct_idx, direct_val = match_patches_direct(feat_in, feat_ref)
+    assert torch.allclose(fast_val, direct_val, atol=1e-5)
+    patches_in = F.unfold(F.normalize(feat_in, dim=1), 3)
+    patches_ref = F.unfold(F.normalize(feat_ref, dim=1), 3)
+    patches_ref = patches_ref / (patches_ref.norm(dim=1, keepdim=True) + 1e-5)
+    top2 = torch.bmm(patches_ref.transpose(1, 2), patches_in).topk(2, dim=1).values  # (B, 2, N_in)
+    clear = (top2[:, 0] - top2[:, 1] > 1e-4).view_as(direct_idx)
+    assert torch.equal(fast_idx[clear], direct_idx[clear])
+    assert (fast_idx == direct_idx).float().mean() >= 0.999
+
+
+def test_fast_matcher_equals_direct_on_random_features_with_zero_vectors_and_chunks():
+    feat_in, feat_ref = torch.randn(2, 32, 13, 17), torch.randn(2, 32, 15, 11)
+    feat_ref[:, :, 4:6, 3:7] = 0  # all-zero feature vectors: their windows have patch norm < 3
+    feat_in[:, :, 0:2, 0:3] = 0
+    assert_same_matches_as_direct(feat_in, feat_ref)
+    assert_same_matches_as_direct(feat_in, feat_ref, max_corr_elements=2 * 13 * 17 * 11 * 3)  # one ref row a chunk
+
+
+def test_fast_matcher_equals_direct_on_real_photo_features():
+    from skimage import data as skimage_data
+
+    from frfsr_plugin.archs.contrastive_encoder_arch import FRFSRContrastiveEncoder
+    photo = torch.from_numpy(skimage_data.chelsea()[60:220, 100:320].copy()).permute(2, 0, 1)[None].float() / 255
+    lq_up = F.interpolate(F.interpolate(photo, scale_factor=0.25, mode='bicubic'), scale_factor=4, mode='bicubic')
+    ref = torch.roll(photo, shifts=(12, -20), dims=(2, 3))
+    with torch.no_grad():
+        feat_in, feat_ref = FRFSRContrastiveEncoder(pretrained=False)(lq_up, ref)
+    assert_same_matches_as_direct(feat_in, feat_ref)
 
 
 def test_upscale_flow_is_nearest_times_scale():
@@ -169,3 +206,18 @@ def test_flow_warp_integer_shift_and_zero_padding():
     warped = flow_warp(x, flow)
     assert torch.allclose(warped[..., :5], x[..., 2:], atol=1e-6)
     assert torch.all(warped[..., 5:] == 0)
+
+
+def test_memory_lean_ddf_matches_unfold_formulation_and_passes_gradcheck():
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    channel_filter = torch.randn(2, 3, 9, dtype=torch.float64, requires_grad=True)
+    spatial_filter = torch.randn(2, 9, 5, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.allclose(ddf_mul(x, channel_filter, spatial_filter), ddf_mul_unfold(x, channel_filter, spatial_filter))
+    assert torch.autograd.gradcheck(ddf_mul, (x, channel_filter, spatial_filter))
+    grad_out = torch.randn(2, 3, 5, 6, dtype=torch.float64)
+    ours = torch.autograd.grad(
+        ddf_mul(x, channel_filter, spatial_filter), (x, channel_filter, spatial_filter), grad_out)
+    reference = torch.autograd.grad(
+        ddf_mul_unfold(x, channel_filter, spatial_filter), (x, channel_filter, spatial_filter), grad_out)
+    for a, b in zip(ours, reference):
+        assert torch.allclose(a, b)

@@ -4,11 +4,12 @@ from basicsr.utils.registry import ARCH_REGISTRY
 
 from frfsr_plugin.archs.vgg_features import VGG19Features
 from frfsr_plugin.ops.flow import flow_to_pre_offsets, flow_warp, index_to_flow, upscale_flow
-from frfsr_plugin.ops.patch_match import DEFAULT_MAX_CORR_ELEMENTS, PATCH_SIZE, match_patches
-from frfsr_plugin.utils.errors import InputSizeError
+from frfsr_plugin.ops.patch_match import DEFAULT_MAX_CORR_ELEMENTS, PATCH_SIZE, match_patches, match_patches_direct
+from frfsr_plugin.utils.errors import InputSizeError, OptionError
 
 REF_LAYERS = ('relu1_1', 'relu2_1', 'relu3_1')  # full, half and quarter resolution of the HR image
 LEVEL_SCALES = (4, 2, 1)  # size of each level relative to the matching grid (LR size)
+MATCHERS = {'fast': match_patches, 'direct': match_patches_direct}
 
 
 @ARCH_REGISTRY.register()
@@ -22,10 +23,15 @@ class FRFSRCorrespondence(torch.nn.Module):
     Args:
         pretrained (str | bool): Local VGG19 ImageNet weights, or False for random init (tests only).
         max_corr_elements (int): Memory budget of one correlation chunk, in elements. Default: 2**29 (2 GiB fp32).
+        matcher (str): ``'fast'`` (shifted per-pixel products, about 9x fewer multiply-adds) or ``'direct'`` (the
+            original patch-vector products); same matches up to float rounding. Default: ``'fast'``.
     """
 
-    def __init__(self, pretrained=None, max_corr_elements=DEFAULT_MAX_CORR_ELEMENTS):
+    def __init__(self, pretrained=None, max_corr_elements=DEFAULT_MAX_CORR_ELEMENTS, matcher='fast'):
         super().__init__()
+        if matcher not in MATCHERS:
+            raise OptionError(f'FRFSRCorrespondence: matcher must be one of {sorted(MATCHERS)}, got {matcher!r}.')
+        self.match = MATCHERS[matcher]
         self.max_corr_elements = int(max_corr_elements)
         self.vgg = VGG19Features(REF_LAYERS, pretrained, owner=type(self).__name__)
 
@@ -47,7 +53,7 @@ class FRFSRCorrespondence(torch.nn.Module):
                 'FRFSRCorrespondence needs a Ref of exactly the HR size (pad LR and Ref to a common size '
                 f'first); got encoder features {tuple(feat_lq.shape[-2:])} / {tuple(feat_ref.shape[-2:])} '
                 f'and Ref {tuple(img_ref.shape[-2:])}.')
-        max_idx, _ = match_patches(feat_lq, feat_ref, self.max_corr_elements)
+        max_idx, _ = self.match(feat_lq, feat_ref, self.max_corr_elements)
         flow = index_to_flow(max_idx, ref_grid_width=feat_ref.shape[-1] - PATCH_SIZE + 1)
         vgg = self.vgg(img_ref)
         ref_feats = tuple(vgg[name] for name in REF_LAYERS)

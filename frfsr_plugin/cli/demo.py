@@ -1,10 +1,12 @@
-"""``frfsr demo``: the whole stage-1 flow on photos bundled with scikit-image, through the ``basicsr`` launcher.
+"""``frfsr demo``: the whole two-stage flow on photos bundled with scikit-image, through the ``basicsr`` launcher.
 
 It writes, under the working folder: ``data/`` (a CUFED-like train set and a CUFED5-like test set), ``options/``
-(the YAMLs it runs), ``experiments/`` and ``results/`` (BasicSR's outputs) and ``results/demo_metrics.md``.
+(the YAMLs it runs), ``experiments/`` and ``results/`` (BasicSR's outputs, comparison images included) and
+``results/demo_metrics.md``.
 The frozen parts (texture encoder, VGG19, SIFE) are randomly initialised because no pretrained weights can be
 downloaded here; put real weights into the YAMLs for meaningful correspondences.
 """
+import copy
 import os
 import subprocess
 import sys
@@ -17,148 +19,100 @@ from PIL import Image
 
 from frfsr_plugin.cli.demo_data import build_cufed5_like_set, build_train_set
 
-DEMO_NAME = 'demo_frfsr_stage1'
+STAGE1_NAME = 'demo_frfsr_stage1'
+STAGE2_NAME = 'demo_frfsr_stage2'
+TEST_SET_NAME = 'CUFED5_demo'
+FROZEN_NETWORKS = ['network_extractor', 'network_map', 'network_sife']
+# yapf: disable
 Y_METRICS = {
-    'psnr': {
-        'type': 'calculate_psnr',
-        'crop_border': 4,
-        'test_y_channel': True
-    },
-    'ssim': {
-        'type': 'calculate_ssim',
-        'crop_border': 4,
-        'test_y_channel': True
-    },
+    'psnr': {'type': 'calculate_psnr', 'crop_border': 4, 'test_y_channel': True},
+    'ssim': {'type': 'calculate_ssim', 'crop_border': 4, 'test_y_channel': True},
 }
 
 
 def demo_networks():
-    """Small networks (about 1/3 of FRFSR's width, 2 ResBlocks per TAAM) that train in minutes on 2 CPU cores."""
+    """Small networks (half of FRFSR's width, 2 ResBlocks per TAAM) that train in minutes on 2 CPU cores."""
     return {
-        'network_extractor': {
-            'type': 'FRFSRContrastiveEncoder',
-            'pretrained': False
-        },
-        'network_map': {
-            'type': 'FRFSRCorrespondence',
-            'pretrained': False
-        },
-        'network_sife': {
-            'type': 'FRFSRSIFENet',
-            'pretrained': False,
-            'num_feat': 32,
-            'num_block': 2,
-            'num_grow_ch': 16
-        },
-        'network_g': {
-            'type': 'FRFSRNet',
-            'num_feat': 32,
-            'num_res_blocks': 2,
-            'num_ddf_blocks': 1,
-            'sife_channels': 32,
-            'dcn_backend': 'pytorch'
-        },
+        'network_extractor': {'type': 'FRFSRContrastiveEncoder', 'pretrained': False},
+        'network_map': {'type': 'FRFSRCorrespondence', 'pretrained': False},
+        'network_sife': {'type': 'FRFSRSIFENet', 'pretrained': False, 'num_feat': 32, 'num_block': 2,
+                         'num_grow_ch': 16},
+        'network_g': {'type': 'FRFSRNet', 'num_feat': 32, 'num_res_blocks': 2, 'num_ddf_blocks': 1,
+                      'sife_channels': 32, 'dcn_backend': 'pytorch'},
     }
 
 
 def test_dataset_options(data_root):
-    return {
-        'name': 'CUFED5_demo',
-        'type': 'RefSRTestDataset',
-        'mode': 'cufed5',
-        'dataroot_gt': data_root,
-        'ref_level': 1
-    }
+    return {'name': TEST_SET_NAME, 'type': 'RefSRTestDataset', 'mode': 'cufed5', 'dataroot_gt': data_root,
+            'ref_level': 1}
 
 
 def train_options(data_root, total_iter, gt_size, batch_size):
-    """Options of the demo's stage-1 training (CPU, validation on the CUFED5-like set every quarter)."""
-    frozen = ['network_extractor', 'network_map', 'network_sife']
+    """Stage-1 training on CPU with validation on the CUFED5-like set every quarter of the run."""
     return {
-        'name': DEMO_NAME,
-        'model_type': 'FRFSRModel',
-        'scale': 4,
-        'num_gpu': 0,
-        'manual_seed': 10,
+        'name': STAGE1_NAME, 'model_type': 'FRFSRModel', 'scale': 4, 'num_gpu': 0, 'manual_seed': 10,
         'datasets': {
-            'train': {
-                'name': 'CUFED_demo',
-                'type': 'RefCUFEDDataset',
-                'dataroot_gt': osp.join(data_root, 'train', 'input'),
-                'dataroot_ref': osp.join(data_root, 'train', 'ref'),
-                'gt_size': gt_size,
-                'use_flip': True,
-                'use_rot': True,
-                'ref_shuffle_prob': 0.5,
-                'ref_shuffle_grid': 4,
-                'num_worker_per_gpu': 0,
-                'batch_size_per_gpu': batch_size,
-                'dataset_enlarge_ratio': 1
-            },
+            'train': {'name': 'CUFED_demo', 'type': 'RefCUFEDDataset',
+                      'dataroot_gt': osp.join(data_root, 'train', 'input'),
+                      'dataroot_ref': osp.join(data_root, 'train', 'ref'), 'gt_size': gt_size, 'use_flip': True,
+                      'use_rot': True, 'ref_shuffle_prob': 0.5, 'ref_shuffle_grid': 4, 'num_worker_per_gpu': 0,
+                      'batch_size_per_gpu': batch_size, 'dataset_enlarge_ratio': 1},
             'val': test_dataset_options(osp.join(data_root, 'test')),
         },
         **demo_networks(),
-        'path': {
-            'pretrain_network_g': None,
-            'strict_load_g': True,
-            'resume_state': None,
-            'ignore_resume_networks': frozen
-        },
+        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None,
+                 'ignore_resume_networks': list(FROZEN_NETWORKS)},
         'train': {
             'ema_decay': 0,
-            'optim_g': {
-                'type': 'Adam',
-                'lr': 2e-3,
-                'betas': [0.9, 0.999]
-            },
-            'scheduler': {
-                'type': 'MultiStepLR',
-                'milestones': [int(total_iter * 0.8)],
-                'gamma': 0.5
-            },
-            'total_iter': total_iter,
-            'warmup_iter': -1,
-            'pixel_opt': {
-                'type': 'L1Loss',
-                'loss_weight': 1.0,
-                'reduction': 'mean'
-            },
+            'optim_g': {'type': 'Adam', 'lr': 2e-3, 'betas': [0.9, 0.999]},
+            'scheduler': {'type': 'MultiStepLR', 'milestones': [int(total_iter * 0.8)], 'gamma': 0.5},
+            'total_iter': total_iter, 'warmup_iter': -1,
+            'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'},
         },
-        'val': {
-            'val_freq': max(total_iter // 4, 1),
-            'save_img': False,
-            'metrics': Y_METRICS
-        },
-        'logger': {
-            'print_freq': max(total_iter // 20, 1),
-            'save_checkpoint_freq': max(total_iter // 2, 1),
-            'use_tb_logger': True
-        },
+        'val': {'val_freq': max(total_iter // 4, 1), 'save_img': False, 'metrics': Y_METRICS},
+        'logger': {'print_freq': max(total_iter // 20, 1), 'save_checkpoint_freq': max(total_iter // 2, 1),
+                   'use_tb_logger': True},
     }
 
 
-def test_options(data_root, weights):
-    return {
-        'name': f'test_{DEMO_NAME}',
-        'model_type': 'FRFSRModel',
-        'scale': 4,
-        'num_gpu': 0,
-        'manual_seed': 10,
-        'datasets': {
-            'test_1': test_dataset_options(osp.join(data_root, 'test'))
-        },
-        **demo_networks(),
-        'path': {
-            'pretrain_network_g': weights,
-            'strict_load_g': True,
-            'param_key_g': 'params'
-        },
-        'val': {
-            'save_img': True,
-            'suffix': 'SR',
-            'metrics': Y_METRICS
-        },
-    }
+def stage2_options(stage1_opt, stage1_weights, total_iter, name=STAGE2_NAME):
+    """Stage-2 (feature reuse) options derived from stage-1 options: Net1 = the stage-1 generator, loaded from
+    ``stage1_weights``; Net2 = its FRFSRStage2Net counterpart initialised from the same weights, trained with
+    L1 + perceptual + WGAN-GP (random VGG19 here, as no weights can be downloaded)."""
+    opt = copy.deepcopy(stage1_opt)
+    net1 = opt['network_g']
+    opt.update(name=name, model_type='FeatureReuseModel', network_stage1=net1,
+               network_g=dict(net1, type='FRFSRStage2Net', reuse_channels=net1['num_feat']),
+               network_d={'type': 'FRFSRDiscriminator', 'num_feat': 8},
+               feature_reuse={'source': 'aggregate_up_large', 'port': 'output'})
+    opt['path'].update(pretrain_network_stage1=stage1_weights, pretrain_network_g=stage1_weights,
+                       strict_load_g=False, ignore_resume_networks=FROZEN_NETWORKS + ['network_stage1'])
+    opt['train'].update(
+        optim_g=dict(opt['train']['optim_g'], lr=opt['train']['optim_g']['lr'] / 4),
+        optim_d={'type': 'Adam', 'lr': 1e-4, 'betas': [0.9, 0.999]},
+        scheduler=dict(opt['train']['scheduler'], milestones=[int(total_iter * 0.8)]),
+        total_iter=total_iter,
+        perceptual_opt={'type': 'FRFSRPerceptualLoss', 'layer_weights': {'relu5_1': 1.0}, 'pretrained': False,
+                        'perceptual_weight': 1e-4, 'criterion': 'fro'},
+        gan_opt={'type': 'GANLoss', 'gan_type': 'wgan', 'loss_weight': 1e-6},
+        gp_opt={'type': 'WGANGradientPenaltyLoss', 'loss_weight': 10.0})
+    opt['val']['val_freq'] = max(total_iter // 2, 1)
+    opt['logger'].update(print_freq=max(total_iter // 10, 1), save_checkpoint_freq=max(total_iter // 2, 1))
+    return opt
+
+
+def test_options(train_opt, weights):
+    """Options of ``basicsr test`` for the generator trained with ``train_opt``, loaded from ``weights``."""
+    kept = ('model_type', 'scale', 'num_gpu', 'feature_reuse')
+    opt = {key: copy.deepcopy(value) for key, value in train_opt.items()
+           if key in kept or (key.startswith('network_') and key != 'network_d')}
+    path = {key: value for key, value in train_opt['path'].items() if key == 'pretrain_network_stage1'}
+    opt.update(name=f"test_{train_opt['name']}", manual_seed=10,
+               datasets={'test_1': copy.deepcopy(train_opt['datasets']['val'])},
+               path=dict(path, pretrain_network_g=weights, strict_load_g=True, param_key_g='params'),
+               val={'save_img': True, 'suffix': 'SR', 'metrics': Y_METRICS})
+    return opt
+# yapf: enable
 
 
 def write_yaml(path, opt):
@@ -193,34 +147,54 @@ def upsample_baselines(sample):
     return bilinear, np.ascontiguousarray(bicubic[:height, :width, ::-1])
 
 
-def metrics_table(data_root, sr_dir):
-    """Per-image Y-PSNR/SSIM (crop 4) of bilinear and bicubic upsampling and of the SR output, in Markdown."""
+def metrics_table(data_root, sr_dirs):
+    """Per-image Y-PSNR/SSIM (crop 4) of bilinear and bicubic upsampling and of SR results, in Markdown.
+
+    Args:
+        data_root (str): The CUFED5-like test folder.
+        sr_dirs (dict[str, str]): Method name -> folder of ``<image>_SR.png`` results.
+
+    Returns:
+        str: The table.
+    """
     from basicsr.metrics import calculate_psnr, calculate_ssim
     from basicsr.utils import tensor2img
 
     from frfsr_plugin.data.refsr_test_dataset import RefSRTestDataset
     dataset = RefSRTestDataset({**test_dataset_options(data_root), 'phase': 'test', 'scale': 4})
-    methods = ('bilinear (untrained FRFSR)', 'bicubic', 'FRFSR')
+    methods = ['bilinear (untrained FRFSR)', 'bicubic'] + list(sr_dirs)
     rows = ['| image | ' + ' | '.join(f'{m} PSNR / SSIM' for m in methods) + ' |', '|---' * (len(methods) + 1) + '|']
     totals = np.zeros((len(methods), 2))
     for sample in dataset:
         gt = tensor2img(sample['gt'])
         name = osp.splitext(osp.basename(sample['lq_path']))[0]
-        sr = np.asarray(Image.open(osp.join(sr_dir, f'{name}_SR.png')).convert('RGB'))[..., ::-1]
+        results = [
+            np.asarray(Image.open(osp.join(d, f'{name}_SR.png')).convert('RGB'))[..., ::-1] for d in sr_dirs.values()
+        ]
         values = np.array([[f(img, gt, crop_border=4, test_y_channel=True) for f in (calculate_psnr, calculate_ssim)]
-                           for img in (*upsample_baselines(sample), sr)])
+                           for img in (*upsample_baselines(sample), *results)])
         totals += values
         rows.append(f'| {name} | ' + ' | '.join(f'{p:.2f} / {s:.4f}' for p, s in values) + ' |')
     rows.append('| **mean** | ' + ' | '.join(f'{p:.2f} / {s:.4f}' for p, s in totals / len(dataset)) + ' |')
     return '\n'.join(rows) + '\n'
 
 
-def run_demo(workdir='frfsr_demo', iters=150, gt_size=64, batch_size=4, crops_per_photo=16):
-    """Build demo data, train FRFSR stage 1, test it and write a metrics table.
+def train_and_test(train_opt, options_dir, workdir):
+    """``basicsr train`` then ``basicsr test`` of one stage; returns (latest weights, folder of SR images)."""
+    weights = osp.join(workdir, 'experiments', train_opt['name'], 'models', 'net_g_latest.pth')
+    run_basicsr('train', write_yaml(osp.join(options_dir, f"{train_opt['name']}.yml"), train_opt), workdir)
+    test_opt = test_options(train_opt, weights)
+    run_basicsr('test', write_yaml(osp.join(options_dir, f"{test_opt['name']}.yml"), test_opt), workdir)
+    return weights, osp.join(workdir, 'results', test_opt['name'], 'visualization', TEST_SET_NAME)
+
+
+def run_demo(workdir='frfsr_demo', iters=150, stage2_iters=40, gt_size=64, batch_size=4, crops_per_photo=16):
+    """Build demo data, train and test FRFSR stage 1, then stage 2 (feature reuse), and write a metrics table.
 
     Args:
         workdir (str): Output folder (created). Default: ``frfsr_demo``.
-        iters (int): Training iterations. Default: 150 (a few minutes on 2 CPU cores).
+        iters (int): Stage-1 training iterations. Default: 150 (about 4 minutes on 2 CPU cores).
+        stage2_iters (int): Stage-2 training iterations; 0 skips stage 2. Default: 40.
         gt_size (int): HR training crop size (multiple of 4, at least 60). Default: 64.
         batch_size (int): Training batch size. Default: 4.
         crops_per_photo (int): Training pairs cut from each photo. Default: 16.
@@ -234,17 +208,16 @@ def run_demo(workdir='frfsr_demo', iters=150, gt_size=64, batch_size=4, crops_pe
     build_cufed5_like_set(osp.join(data_root, 'test'))
     options_dir = osp.join(workdir, 'options')
     os.makedirs(options_dir, exist_ok=True)
-    train_yml = write_yaml(
-        osp.join(options_dir, 'demo_stage1.yml'), train_options(data_root, iters, gt_size, batch_size))
-    weights = osp.join(workdir, 'experiments', DEMO_NAME, 'models', 'net_g_latest.pth')
-    test_yml = write_yaml(osp.join(options_dir, 'demo_test.yml'), test_options(data_root, weights))
-    run_basicsr('train', train_yml, workdir)
-    run_basicsr('test', test_yml, workdir)
-    table = metrics_table(
-        osp.join(data_root, 'test'), osp.join(workdir, 'results', f'test_{DEMO_NAME}', 'visualization', 'CUFED5_demo'))
+    stage1_opt = train_options(data_root, iters, gt_size, batch_size)
+    stage1_weights, stage1_results = train_and_test(stage1_opt, options_dir, workdir)
+    sr_dirs = {'FRFSR stage 1': stage1_results}
+    if stage2_iters:
+        _, sr_dirs['FRFSR stage 2 (FRF)'] = train_and_test(
+            stage2_options(stage1_opt, stage1_weights, stage2_iters), options_dir, workdir)
+    table = metrics_table(osp.join(data_root, 'test'), sr_dirs)
     table_path = osp.join(workdir, 'results', 'demo_metrics.md')
     with open(table_path, 'w', encoding='utf-8') as file:
         file.write('# FRFSR demo: CUFED5-like test set, Y channel, 4-pixel border\n\n' + table)
     print(table)
-    print(f'SR images: {osp.dirname(table_path)}/test_{DEMO_NAME}/visualization/CUFED5_demo\nTable: {table_path}')
+    print('SR images and comparisons: ' + ', '.join(sr_dirs.values()) + f'\nTable: {table_path}')
     return table_path

@@ -1,8 +1,17 @@
 """Dense 3x3 patch matching by cosine similarity (the correspondence search of C2-Matching / FRFSR).
 
-This is the direct formulation: every 3x3 patch of the per-pixel L2-normalised feature map is a ``9 C`` vector,
-ref patches are L2-normalised, and the correlation of all input patches with all ref patches is a matrix product,
-computed over chunks of ref patches so that the correlation buffer stays under a memory budget.
+Both formulations take per-pixel L2-normalised features, treat every 3x3 patch as a ``9 C`` vector, divide ref
+patches by their norm (+1e-5) and return, for every input patch, the arg-max ref patch and its cosine similarity.
+
+* :func:`match_patches_direct` is the original formulation: unfold both maps into ``9 C``-dimensional patch vectors
+  and multiply, ``9 C N_in N_ref`` multiply-adds.
+* :func:`match_patches` computes the per-pixel inner products ``M = A^T B`` once (``C N_in N_ref`` multiply-adds)
+  and gets every patch correlation as the sum of ``M`` over the 9 aligned shifts (two passes of 3), about 9x
+  fewer multiply-adds. Patch norms
+  come from a 3x3 box sum of the per-pixel squared norms, so windows containing all-zero feature vectors (whose
+  normalised value is 0, not a unit vector) are handled exactly.
+
+Both process the ref side in chunks so that one chunk's correlation buffer stays under ``max_corr_elements``.
 """
 import torch
 import torch.nn.functional as F
@@ -13,8 +22,22 @@ PATCH_SIZE = 3
 DEFAULT_MAX_CORR_ELEMENTS = 2**29  # 2 GiB of fp32 correlation per chunk, as the original code
 
 
-def match_patches(feat_in, feat_ref, max_corr_elements=DEFAULT_MAX_CORR_ELEMENTS):
-    """Find, for every 3x3 input patch, the most similar 3x3 ref patch.
+def check_feature_sizes(feat_in, feat_ref):
+    if min(feat_in.shape[-2:]) < PATCH_SIZE or min(feat_ref.shape[-2:]) < PATCH_SIZE:
+        raise InputSizeError(f'Feature maps must be at least {PATCH_SIZE}x{PATCH_SIZE} to match patches, got '
+                             f'{tuple(feat_in.shape[-2:])} and {tuple(feat_ref.shape[-2:])}.')
+
+
+def merge_best(best, candidate):
+    """Running (max value, index) over chunks; strict ``>`` so that the earlier chunk wins ties."""
+    if best is None:
+        return candidate
+    better = candidate[0] > best[0]
+    return torch.where(better, candidate[0], best[0]), torch.where(better, candidate[1], best[1])
+
+
+def match_patches_direct(feat_in, feat_ref, max_corr_elements=DEFAULT_MAX_CORR_ELEMENTS):
+    """Find, for every 3x3 input patch, the most similar 3x3 ref patch (patch-vector formulation).
 
     Args:
         feat_in (Tensor): Input (LR-side) features, shape (B, C, H, W).
@@ -37,17 +60,66 @@ def match_patches(feat_in, feat_ref, max_corr_elements=DEFAULT_MAX_CORR_ELEMENTS
     num_in, num_ref = patches_in.shape[-1], patches_ref.shape[-1]
 
     chunk = max(1, max_corr_elements // (batch * num_in))
-    best_val = best_idx = None
+    best = None
     for start in range(0, num_ref, chunk):
         corr = torch.bmm(patches_ref[:, :, start:start + chunk].transpose(1, 2), patches_in)  # (B, n, N_in)
         val, idx = corr.max(dim=1)
-        idx = idx + start
-        if best_val is None:
-            best_val, best_idx = val, idx
-        else:
-            better = val > best_val  # strict: the earlier chunk wins ties
-            best_val = torch.where(better, val, best_val)
-            best_idx = torch.where(better, idx, best_idx)
+        best = merge_best(best, (val, idx + start))
+    best_val, best_idx = best
     best_val = best_val / (patches_in.norm(dim=1) + 1e-5)
     grid = (batch, height - PATCH_SIZE + 1, width - PATCH_SIZE + 1)
     return best_idx.view(grid), best_val.view(grid)
+
+
+def patch_norms(feat):
+    """L2 norm of every 3x3 patch of a feature map: sqrt of the 3x3 box sum of per-pixel squared norms.
+
+    Args:
+        feat (Tensor): Shape (B, C, H, W).
+
+    Returns:
+        Tensor: Shape (B, H - 2, W - 2).
+    """
+    return F.avg_pool2d(feat.square().sum(1, keepdim=True), PATCH_SIZE, stride=1).mul(PATCH_SIZE**2).sqrt()[:, 0]
+
+
+def match_patches(feat_in, feat_ref, max_corr_elements=DEFAULT_MAX_CORR_ELEMENTS):
+    """Find, for every 3x3 input patch, the most similar 3x3 ref patch (shifted per-pixel formulation).
+
+    Gives the same matches as :func:`match_patches_direct` up to float rounding (ties aside) with about 9x fewer
+    multiply-adds. Ref rows are processed in chunks whose per-pixel product buffer has at most ``max_corr_elements``
+    elements.
+
+    Args:
+        feat_in (Tensor): Input (LR-side) features, shape (B, C, H, W).
+        feat_ref (Tensor): Ref features, shape (B, C, H_r, W_r).
+        max_corr_elements (int): Memory budget of one chunk, in elements (whole batch).
+
+    Returns:
+        tuple[Tensor, Tensor]: ``max_idx`` (B, H - 2, W - 2) int64, row-major on the (H_r - 2) x (W_r - 2) ref patch
+        grid, and ``max_val`` (B, H - 2, W - 2), the cosine similarity of the best pair.
+    """
+    check_feature_sizes(feat_in, feat_ref)
+    batch, channels, height, width = feat_in.shape
+    ref_h, ref_w = feat_ref.shape[-2:]
+    grid_h, grid_w, ref_grid_h, ref_grid_w = height - 2, width - 2, ref_h - 2, ref_w - 2
+    feat_in, feat_ref = F.normalize(feat_in, dim=1), F.normalize(feat_ref, dim=1)
+    in_flat = feat_in.flatten(2).transpose(1, 2)  # (B, H W, C)
+    ref_scale = 1.0 / (patch_norms(feat_ref) + 1e-5)  # (B, H_r - 2, W_r - 2)
+
+    rows = max(1, max_corr_elements // (batch * height * width * ref_w) - (PATCH_SIZE - 1))
+    best = None
+    for top in range(0, ref_grid_h, rows):
+        bottom = min(top + rows, ref_grid_h)
+        ref_rows = feat_ref[:, :, top:bottom + PATCH_SIZE - 1].flatten(2)  # (B, C, (n + 2) W_r)
+        products = torch.bmm(in_flat, ref_rows).view(batch, height, width, bottom - top + PATCH_SIZE - 1, ref_w)
+        # sum the 9 aligned shifts in two passes of 3: along x (input and ref together), then along y
+        n = bottom - top
+        along_x = sum(products[:, :, dx:dx + grid_w, :, dx:dx + ref_grid_w] for dx in range(PATCH_SIZE))
+        corr = sum(along_x[:, dy:dy + grid_h, :, dy:dy + n] for dy in range(PATCH_SIZE))
+        corr = corr.mul_(ref_scale[:, None, None, top:bottom]).view(batch, grid_h * grid_w, -1)
+        val, idx = corr.max(dim=2)
+        best = merge_best(best, (val, idx + top * ref_grid_w))
+    best_val, best_idx = best
+    best_val = best_val / (patch_norms(feat_in).flatten(1) + 1e-5)
+    return best_idx.view(batch, grid_h, grid_w), best_val.view(batch, grid_h, grid_w)

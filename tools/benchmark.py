@@ -1,0 +1,178 @@
+"""Per-stage time and memory of FRFSR inference and training, side by side with the direct formulations.
+
+Usage: python tools/benchmark.py [--quick] [--threads N]
+
+It measures, in one run on this machine:
+  * patch matching (fast shifted-product matcher vs the direct patch-vector matcher) at several LR sizes, with the
+    fraction of identical arg-max matches;
+  * peak memory of a training step of the DDF layers at batch 9, LR 40 (memory-lean autograd function vs the unfold
+    formulation), each in a fresh child process;
+  * two-stage inference at CUFED5 size (LR 125x83, Ref 500x332) with full-size random-init networks, per stage:
+    encoder, correspondence (matching, flows, pre-offsets, VGG19), SIFE, Net1, Net2;
+  * a stage-1 training step at batch 2, LR 40 (time and peak memory, in a child process).
+Times are medians of repeated runs (one run for the large stages with --quick). The last lines are ``name: value``
+pairs, one per figure.
+"""
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+import frfsr_plugin  # noqa: F401  (registers the archs)
+from basicsr.utils.registry import ARCH_REGISTRY  # noqa: E402
+from frfsr_plugin.ops.patch_match import match_patches, match_patches_direct  # noqa: E402
+
+CUFED5_LR = (83, 125)  # (h, w) of a 332x500 CUFED5 image
+
+
+def median_seconds(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_matcher(sizes, repeats):
+    """Fast vs direct matcher on random 256-channel features; returns rows and the CUFED5-size figures."""
+    rows, figures = [], {}
+    for height, width in sizes:
+        generator = torch.Generator().manual_seed(height * width)
+        feat_in = torch.randn(1, 256, height, width, generator=generator)
+        feat_ref = torch.randn(1, 256, height, width, generator=generator)
+        with torch.no_grad():
+            fast = median_seconds(lambda: match_patches(feat_in, feat_ref), repeats)
+            direct = median_seconds(lambda: match_patches_direct(feat_in, feat_ref), repeats)
+            agreement = (match_patches(feat_in, feat_ref)[0] == match_patches_direct(feat_in, feat_ref)[0]).float()
+        rows.append(f'matcher LR {width}x{height}: direct {direct:.3f} s, fast {fast:.3f} s, '
+                    f'speed-up {direct / fast:.2f}x, argmax agreement {agreement.mean():.6f}')
+        if (height, width) == CUFED5_LR:
+            figures.update(matcher_speedup=direct / fast, matcher_argmax_agreement=float(agreement.mean()))
+    return rows, figures
+
+
+def child(code):
+    """Run ``code`` in a fresh interpreter and return its JSON result (isolates peak-RSS measurements)."""
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+DDF_MEMORY_CODE = '''
+import json, resource, torch
+import frfsr_plugin.archs.aggregation as aggregation
+from frfsr_plugin.ops.ddf import ddf_mul_unfold
+if {unfold}:
+    aggregation.ddf_mul = ddf_mul_unfold
+torch.set_num_threads({threads})
+blocks = [aggregation.ResidualDDFBlock(64) for _ in range(10)]  # FRFSR: 2 blocks in each of the 5 TAAMs
+sizes = [160, 80, 40, 80, 160]
+inputs = [torch.randn(9, 64, s, s, requires_grad=True) for s in sizes for _ in range(2)]
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+loss = sum(block(x).square().mean() for block, x in zip(blocks, inputs))
+loss.backward()
+print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024))
+'''
+
+TRAIN_STEP_CODE = '''
+import json, resource, time, torch
+import frfsr_plugin
+from basicsr.utils.registry import ARCH_REGISTRY
+torch.set_num_threads({threads})
+torch.manual_seed(0)
+encoder = ARCH_REGISTRY.get('FRFSRContrastiveEncoder')(pretrained=False).eval()
+correspondence = ARCH_REGISTRY.get('FRFSRCorrespondence')(pretrained=False).eval()
+sife = ARCH_REGISTRY.get('FRFSRSIFENet')(pretrained=False).eval()
+net = ARCH_REGISTRY.get('FRFSRNet')(dcn_backend='{dcn_backend}')
+optimizer = torch.optim.Adam(net.parameters(), 1e-4)
+lq, gt, ref = torch.rand(2, 3, 40, 40), torch.rand(2, 3, 160, 160), torch.rand(2, 3, 160, 160)
+lq_up = torch.nn.functional.interpolate(lq, scale_factor=4, mode='bicubic', align_corners=False)
+times = []
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for _ in range({repeats}):
+    start = time.perf_counter()
+    with torch.no_grad():
+        context = correspondence(*encoder(lq_up, ref), ref)
+        context['sife_feat'] = sife(lq)
+    loss = (net(lq, context) - gt).abs().mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    times.append(time.perf_counter() - start)
+times.sort()
+print(json.dumps([times[len(times) // 2], (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024]))
+'''
+
+
+def bench_two_stage_inference(repeats, dcn_backend):
+    """Per-stage seconds of two-stage inference at CUFED5 size with full-size random-init networks."""
+    height, width = CUFED5_LR
+    torch.manual_seed(0)
+    encoder = ARCH_REGISTRY.get('FRFSRContrastiveEncoder')(pretrained=False).eval()
+    correspondence = ARCH_REGISTRY.get('FRFSRCorrespondence')(pretrained=False).eval()
+    sife = ARCH_REGISTRY.get('FRFSRSIFENet')(pretrained=False).eval()
+    net1 = ARCH_REGISTRY.get('FRFSRNet')(dcn_backend=dcn_backend).eval()
+    net2 = ARCH_REGISTRY.get('FRFSRStage2Net')(dcn_backend=dcn_backend).eval()
+    reused = {}
+    net1.aggregate_up_large.register_forward_hook(lambda module, args, out: reused.update(feat=out))
+    lq, ref = torch.rand(1, 3, height, width), torch.rand(1, 3, 4 * height, 4 * width)
+    lq_up = F.interpolate(lq, scale_factor=4, mode='bicubic', align_corners=False)
+    stages = {}
+    with torch.no_grad():
+        stages['encoder'] = median_seconds(lambda: encoder(lq_up, ref), repeats)
+        feats = encoder(lq_up, ref)
+        stages['correspondence (matching, flows, pre-offsets, VGG19)'] = median_seconds(
+            lambda: correspondence(*feats, ref), repeats)
+        context = correspondence(*feats, ref)
+        stages['SIFE'] = median_seconds(lambda: sife(lq), repeats)
+        context['sife_feat'] = sife(lq)
+        stages['Net1'] = median_seconds(lambda: net1(lq, context), repeats)
+        context['reuse_feat'] = reused['feat']
+        stages['Net2'] = median_seconds(lambda: net2(lq, context), repeats)
+    return stages
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description='FRFSR benchmark (CPU or CUDA-free; see module docstring).')
+    parser.add_argument('--quick', action='store_true', help='fewer sizes and repeats (under 3 minutes on 2 cores)')
+    parser.add_argument('--threads', type=int, default=torch.get_num_threads(), help='torch threads')
+    parser.add_argument('--dcn-backend', default='torchvision', help='deformable conv backend of the networks')
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    repeats, big_repeats = (3, 1) if args.quick else (5, 3)
+    sizes = [(40, 40), CUFED5_LR] if args.quick else [(40, 40), CUFED5_LR, (128, 128)]
+    print(f'torch {torch.__version__}, {args.threads} threads, dcn_backend {args.dcn_backend}')
+
+    rows, figures = bench_matcher(sizes, repeats)
+    print('\n'.join(rows))
+
+    ours = child(DDF_MEMORY_CODE.format(unfold=False, threads=args.threads))
+    unfold = child(DDF_MEMORY_CODE.format(unfold=True, threads=args.threads))
+    print(f'DDF training step, batch 9, LR 40 (10 residual DDF blocks): peak extra RSS {ours:.0f} MB (ours) vs '
+          f'{unfold:.0f} MB (unfold)')
+    figures['ddf_train_peak_memory_ratio'] = ours / unfold
+
+    stages = bench_two_stage_inference(big_repeats, args.dcn_backend)
+    for name, seconds in stages.items():
+        print(f'two-stage inference LR {CUFED5_LR[1]}x{CUFED5_LR[0]}, Ref {4 * CUFED5_LR[1]}x{4 * CUFED5_LR[0]}: '
+              f'{name} {seconds:.2f} s')
+    figures['two_stage_infer_seconds_cufed5'] = sum(stages.values())
+
+    step_seconds, step_mb = child(
+        TRAIN_STEP_CODE.format(threads=args.threads, dcn_backend=args.dcn_backend, repeats=2 if args.quick else 3))
+    print(f'stage-1 training step, batch 2, LR 40: {step_seconds:.2f} s, peak extra RSS {step_mb:.0f} MB')
+    figures.update(train_step_seconds_b2=step_seconds, train_step_peak_mb_b2=step_mb)
+    print(f'peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB')
+    for name, value in figures.items():
+        print(f'{name}: {value:.4g}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
