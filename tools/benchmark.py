@@ -58,14 +58,23 @@ def bench_matcher(sizes, repeats):
     return rows, figures
 
 
+CURRENT_RSS_MB = '''
+import resource
+
+def current_rss_mb():
+    with open('/proc/self/statm') as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+'''
+
+
 def child(code):
     """Run ``code`` in a fresh interpreter and return its JSON result (isolates peak-RSS measurements)."""
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, '-c', CURRENT_RSS_MB + code], capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 DDF_MEMORY_CODE = '''
-import json, resource, torch
+import json, torch
 import frfsr_plugin.archs.aggregation as aggregation
 from frfsr_plugin.ops.ddf import ddf_mul_unfold
 if {unfold}:
@@ -74,14 +83,14 @@ torch.set_num_threads({threads})
 blocks = [aggregation.ResidualDDFBlock(64) for _ in range(10)]  # FRFSR: 2 blocks in each of the 5 TAAMs
 sizes = [160, 80, 40, 80, 160]
 inputs = [torch.randn(9, 64, s, s, requires_grad=True) for s in sizes for _ in range(2)]
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = current_rss_mb()
 loss = sum(block(x).square().mean() for block, x in zip(blocks, inputs))
 loss.backward()
-print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024))
+print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base))
 '''
 
 TRAIN_STEP_CODE = '''
-import json, resource, time, torch
+import json, time, torch
 import frfsr_plugin
 from basicsr.utils.registry import ARCH_REGISTRY
 torch.set_num_threads({threads})
@@ -94,7 +103,7 @@ optimizer = torch.optim.Adam(net.parameters(), 1e-4)
 lq, gt, ref = torch.rand(2, 3, 40, 40), torch.rand(2, 3, 160, 160), torch.rand(2, 3, 160, 160)
 lq_up = torch.nn.functional.interpolate(lq, scale_factor=4, mode='bicubic', align_corners=False)
 times = []
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = current_rss_mb()
 for _ in range({repeats}):
     start = time.perf_counter()
     with torch.no_grad():
@@ -106,7 +115,7 @@ for _ in range({repeats}):
     optimizer.step()
     times.append(time.perf_counter() - start)
 times.sort()
-print(json.dumps([times[len(times) // 2], (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024]))
+print(json.dumps([times[len(times) // 2], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base]))
 '''
 
 
@@ -146,6 +155,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     repeats, big_repeats = (3, 1) if args.quick else (5, 3)
+    step_repeats = 1 if args.quick else 3
     sizes = [(40, 40), CUFED5_LR] if args.quick else [(40, 40), CUFED5_LR, (128, 128)]
     print(f'torch {torch.__version__}, {args.threads} threads, dcn_backend {args.dcn_backend}')
 
@@ -165,7 +175,7 @@ def main(argv=None):
     figures['two_stage_infer_seconds_cufed5'] = sum(stages.values())
 
     step_seconds, step_mb = child(
-        TRAIN_STEP_CODE.format(threads=args.threads, dcn_backend=args.dcn_backend, repeats=2 if args.quick else 3))
+        TRAIN_STEP_CODE.format(threads=args.threads, dcn_backend=args.dcn_backend, repeats=step_repeats))
     print(f'stage-1 training step, batch 2, LR 40: {step_seconds:.2f} s, peak extra RSS {step_mb:.0f} MB')
     figures.update(train_step_seconds_b2=step_seconds, train_step_peak_mb_b2=step_mb)
     print(f'peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB')

@@ -115,8 +115,12 @@ def match_patches(feat_in, feat_ref, max_corr_elements=DEFAULT_MAX_CORR_ELEMENTS
         products = torch.bmm(in_flat, ref_rows).view(batch, height, width, bottom - top + PATCH_SIZE - 1, ref_w)
         # sum the 9 aligned shifts in two passes of 3: along x (input and ref together), then along y
         n = bottom - top
-        along_x = sum(products[:, :, dx:dx + grid_w, :, dx:dx + ref_grid_w] for dx in range(PATCH_SIZE))
-        corr = sum(along_x[:, dy:dy + grid_h, :, dy:dy + n] for dy in range(PATCH_SIZE))
+        along_x = products[:, :, 0:grid_w, :, 0:ref_grid_w] + products[:, :, 1:grid_w + 1, :, 1:ref_grid_w + 1]
+        along_x.add_(products[:, :, 2:grid_w + 2, :, 2:ref_grid_w + 2])
+        del products
+        corr = along_x[:, 0:grid_h, :, 0:n] + along_x[:, 1:grid_h + 1, :, 1:n + 1]
+        corr.add_(along_x[:, 2:grid_h + 2, :, 2:n + 2])
+        del along_x
         corr = corr.mul_(ref_scale[:, None, None, top:bottom]).view(batch, grid_h * grid_w, -1)
         val, idx = corr.max(dim=2)
         best = merge_best(best, (val, idx + top * ref_grid_w))
