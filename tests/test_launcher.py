@@ -214,3 +214,69 @@ def test_user_errors_end_with_one_line_and_exit_code_1(workdir, case, message):
 def test_unknown_command_prints_usage(workdir):
     result = basicsr(['fit'], workdir)
     assert result.returncode == 2 and 'usage: basicsr {train,test}' in result.stderr
+
+
+def frfsr(args, cwd):
+    return subprocess.run(
+        [sys.executable, '-m', 'frfsr_plugin.cli.frfsr_cli'] + args,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600)
+
+
+def write_photo(path, rgb):
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return str(path)
+
+
+def test_frfsr_infer_on_photos_of_other_sizes_with_metrics_compare_and_folders(trained_stage2, workdir):
+    """Two-stage inference from the YAML copy that `basicsr train` left: LR 31x23 (training used 16x16), Ref 150x90."""
+    from skimage import data as skimage_data
+    exp_dir, _, _ = trained_stage2
+    photo = skimage_data.coffee()
+    gt = photo[100:192, 200:324]
+    lr = cv2.resize(gt, (31, 23), interpolation=cv2.INTER_AREA)
+    inputs = workdir / 'infer_inputs'
+    for folder in ('lr', 'ref', 'gt'):
+        (inputs / folder).mkdir(parents=True, exist_ok=True)
+    for name, offset in (('a.png', 0), ('b.png', 30)):
+        write_photo(inputs / 'lr' / name, lr)
+        write_photo(inputs / 'ref' / name, photo[60 + offset:150 + offset, 150:300])
+        write_photo(inputs / 'gt' / name, gt)
+    common = [
+        'infer', '--opt',
+        glob.glob(str(exp_dir / '*.yml'))[0], '--weights',
+        str(exp_dir / 'models' / 'net_g_latest.pth')
+    ]
+    single = frfsr(
+        common + [
+            '--lr',
+            str(inputs / 'lr' / 'a.png'), '--ref',
+            str(inputs / 'ref' / 'a.png'), '-o',
+            str(workdir / 'sr.png'), '--gt',
+            str(inputs / 'gt' / 'a.png'), '--compare'
+        ], workdir)
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert cv2.imread(str(workdir / 'sr.png')).shape == (92, 124, 3)
+    assert cv2.imread(str(workdir / 'sr_compare.png')).shape[1] == 3 * 124 + 150 + 3 * 4  # bicubic|SR|Ref|GT
+    assert 'a.png: psnr ' in single.stdout and ', ssim ' in single.stdout
+    folder = frfsr(
+        common + [
+            '--lr',
+            str(inputs / 'lr'), '--ref',
+            str(inputs / 'ref'), '-o',
+            str(workdir / 'sr_dir'), '--gt',
+            str(inputs / 'gt')
+        ], workdir)
+    assert folder.returncode == 0, folder.stderr[-3000:]
+    assert sorted(os.listdir(workdir / 'sr_dir')) == ['a.png', 'b.png'] and 'mean: psnr' in folder.stdout
+    tiny = frfsr(
+        common + [
+            '--lr',
+            write_photo(workdir / 'tiny_lr.png', lr[:12]), '--ref',
+            str(inputs / 'ref' / 'a.png'), '-o',
+            str(workdir / 'tiny_sr.png')
+        ], workdir)
+    assert tiny.returncode == 1 and 'the LR image is 31x12; FRFSR needs at least 15x15' in tiny.stderr
+    assert 'Traceback' not in tiny.stderr

@@ -23,9 +23,9 @@ import time
 
 import torch
 import torch.nn.functional as F
+from basicsr.utils.registry import ARCH_REGISTRY  # noqa: E402
 
 import frfsr_plugin  # noqa: F401  (registers the archs)
-from basicsr.utils.registry import ARCH_REGISTRY  # noqa: E402
 from frfsr_plugin.ops.patch_match import match_patches, match_patches_direct  # noqa: E402
 
 CUFED5_LR = (83, 125)  # (h, w) of a 332x500 CUFED5 image

@@ -1,4 +1,5 @@
-"""The ``frfsr`` command: ``frfsr demo`` runs the whole two-stage flow on bundled photos."""
+"""The ``frfsr`` command: ``frfsr demo`` runs the whole two-stage flow on bundled photos; ``frfsr infer``
+super-resolves your own LR images with your own references."""
 import argparse
 import subprocess
 import sys
@@ -19,6 +20,17 @@ def build_parser():
         help='stage-2 (feature reuse) training iterations, 0 to skip (default: %(default)s)')
     demo.add_argument('--gt-size', type=int, default=64, help='HR training crop, multiple of 4, >= 60')
     demo.add_argument('--batch-size', type=int, default=4, help='training batch size (default: %(default)s)')
+    infer = commands.add_parser('infer', help='super-resolve LR images (x4) with reference images, any size')
+    infer.add_argument('--opt', required=True, help='training or test YAML defining the networks')
+    infer.add_argument('--weights', required=True, help='generator checkpoint written by basicsr train')
+    infer.add_argument('--lr', required=True, help='LR image, or a folder of them')
+    infer.add_argument('--ref', required=True, action='append', help='reference image (or folder, matched by name)')
+    infer.add_argument('-o', '--output', required=True, help='SR image path (or output folder)')
+    infer.add_argument('--gt', help='ground truth (or folder): print Y-PSNR/SSIM (crop 4), and LPIPS with weights')
+    infer.add_argument('--lpips-weights', help="torchvision AlexNet weights for LPIPS (alexnet-owt-7be5be79.pth)")
+    infer.add_argument('--compare', action='store_true', help='also write <output>_compare.png: bicubic|SR|Ref|GT')
+    infer.add_argument('--device', default='cpu', choices=('cpu', 'cuda'), help='default: %(default)s')
+    infer.add_argument('--max-corr-elements', type=int, help='memory budget of one matching chunk (elements)')
     return parser
 
 
@@ -31,6 +43,9 @@ def main(argv=None):
                 raise UserInputError(f'--gt-size must be a multiple of 4 and at least 60, got {args.gt_size}.')
             from frfsr_plugin.cli.demo import run_demo
             run_demo(args.workdir, args.iters, args.stage2_iters, args.gt_size, args.batch_size)
+        else:
+            from frfsr_plugin.cli.infer import run_infer
+            run_infer(args)
     except UserInputError as error:
         print(f'frfsr {args.command}: error: {error}', file=sys.stderr)
         return 1

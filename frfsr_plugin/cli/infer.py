@@ -1,0 +1,80 @@
+"""``frfsr infer``: super-resolve LR images with references, one pair or two folders of pairs."""
+import os
+from os import path as osp
+
+import numpy as np
+import torch.nn.functional as F
+from basicsr.metrics import calculate_psnr, calculate_ssim
+from basicsr.utils import imwrite
+from tqdm import tqdm
+
+from frfsr_plugin.data.transforms import IMG_EXTENSIONS, read_image_rgb
+from frfsr_plugin.inference import RefSRInferencer, to_batch
+from frfsr_plugin.utils.comparison import write_comparison
+from frfsr_plugin.utils.errors import MissingFileError, OptionError
+
+
+def list_pairs(lr, refs, gt, output):
+    """(lr, [refs], gt or None, output path) for a single pair or for folders matched by file name."""
+    if not osp.isdir(lr):
+        return [(lr, refs, gt, output)]
+    if len(refs) != 1 or not osp.isdir(refs[0]):
+        raise OptionError('with an LR folder, --ref must be one folder holding references with the same file names.')
+    names = sorted(name for name in os.listdir(lr) if name.lower().endswith(IMG_EXTENSIONS))
+    if not names:
+        raise MissingFileError(f"no images in the LR folder '{lr}'.")
+    pairs = []
+    for name in names:
+        ref = osp.join(refs[0], name)
+        if not osp.isfile(ref):
+            raise MissingFileError(f"LR image '{name}' has no reference '{ref}'.")
+        pairs.append(
+            (osp.join(lr,
+                      name), [ref], osp.join(gt, name) if gt else None, osp.join(output,
+                                                                                 osp.splitext(name)[0] + '.png')))
+    return pairs
+
+
+def image_metrics(sr, gt, lpips_weights):
+    """Y-PSNR / SSIM (crop 4) and, with backbone weights, LPIPS of RGB uint8 images of equal size."""
+    if gt.shape != sr.shape:
+        raise OptionError(f'--gt must be 4x the LR size {sr.shape[1]}x{sr.shape[0]}, got {gt.shape[1]}x{gt.shape[0]}.')
+    sr_bgr, gt_bgr = sr[..., ::-1], gt[..., ::-1]
+    values = {
+        'psnr': calculate_psnr(sr_bgr, gt_bgr, 4, test_y_channel=True),
+        'ssim': calculate_ssim(sr_bgr, gt_bgr, 4, test_y_channel=True)
+    }
+    if lpips_weights:
+        from frfsr_plugin.metrics.lpips_metric import calculate_lpips
+        values['lpips'] = calculate_lpips(sr_bgr, gt_bgr, backbone_weights=lpips_weights)
+    return values
+
+
+def compare_panels(lr, sr, ref, gt):
+    """bicubic | SR | Ref | GT (if any) as [0, 1] tensors."""
+    bicubic = F.interpolate(to_batch(lr, 'cpu'), scale_factor=4, mode='bicubic', align_corners=False)
+    return [bicubic, to_batch(sr, 'cpu'), to_batch(ref, 'cpu')] + ([to_batch(gt, 'cpu')] if gt is not None else [])
+
+
+def run_infer(args):
+    """Run ``frfsr infer`` with parsed arguments; returns the list of per-image metric dicts (empty without --gt)."""
+    inferencer = RefSRInferencer(args.opt, args.weights, args.device, args.max_corr_elements)
+    pairs = list_pairs(args.lr, args.ref, args.gt, args.output)
+    results = []
+    for lr_path, ref_paths, gt_path, out_path in tqdm(pairs, unit='image', disable=len(pairs) == 1):
+        if len(ref_paths) > 1:
+            raise OptionError('several --ref images are not supported yet; pass one reference.')
+        lr, ref = read_image_rgb(lr_path), read_image_rgb(ref_paths[0])
+        sr = inferencer(lr, ref)
+        os.makedirs(osp.dirname(osp.abspath(out_path)), exist_ok=True)
+        imwrite(np.ascontiguousarray(sr[..., ::-1]), out_path)
+        gt = read_image_rgb(gt_path) if gt_path else None
+        if gt is not None:
+            values = image_metrics(sr, gt, args.lpips_weights)
+            results.append(values)
+            print(f'{osp.basename(lr_path)}: ' + ', '.join(f'{k} {v:.4f}' for k, v in values.items()))
+        if args.compare:
+            write_comparison(compare_panels(lr, sr, ref, gt), osp.splitext(out_path)[0] + '_compare.png')
+    if len(results) > 1:
+        print('mean: ' + ', '.join(f'{k} {np.mean([r[k] for r in results]):.4f}' for k in results[0]))
+    return results
