@@ -23,10 +23,12 @@ import time
 
 import torch
 import torch.nn.functional as F
-from basicsr.utils.registry import ARCH_REGISTRY  # noqa: E402
 
-import frfsr_plugin  # noqa: F401  (registers the archs)
-from frfsr_plugin.ops.patch_match import match_patches, match_patches_direct  # noqa: E402
+import frfsr_plugin  # noqa: F401  (torchvision alias for basicsr, then registration)
+from frfsr_plugin.ops.patch_match import match_patches, match_patches_direct
+
+# isort: split
+from basicsr.utils.registry import ARCH_REGISTRY
 
 CUFED5_LR = (83, 125)  # (h, w) of a 332x500 CUFED5 image
 
