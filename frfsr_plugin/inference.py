@@ -16,6 +16,20 @@ SCALE = 4
 MIN_LR_SIZE = 15
 
 
+def stitch_references(refs):
+    """Several references side by side: each PIL-bicubic resized to the tallest one's height (aspect kept).
+
+    Args:
+        refs (list[ndarray]): (H_i, W_i, 3) RGB uint8 images.
+
+    Returns:
+        ndarray: (max H_i, sum W_i', 3) RGB uint8.
+    """
+    height = max(ref.shape[0] for ref in refs)
+    resized = [pil_bicubic_resize(ref, (height, round(ref.shape[1] * height / ref.shape[0]))) for ref in refs]
+    return np.concatenate(resized, axis=1)
+
+
 def to_batch(img, device):
     """(H, W, 3) RGB uint8 -> (1, 3, H, W) float in [0, 1] on ``device``."""
     return img2tensor(img.astype(np.float32) / 255.0, bgr2rgb=False, float32=True).unsqueeze(0).to(device)
@@ -80,11 +94,14 @@ class RefSRInferencer:
         """
         Args:
             lr (ndarray): LR image, (h, w, 3) RGB uint8, h and w >= 15.
-            ref (ndarray): Reference, (H_r, W_r, 3) RGB uint8, any size.
+            ref (ndarray | list[ndarray]): Reference, (H_r, W_r, 3) RGB uint8, any size; several references are
+                stitched side by side (:func:`stitch_references`).
 
         Returns:
             ndarray: SR image, (4h, 4w, 3) RGB uint8.
         """
+        if isinstance(ref, (list, tuple)):
+            ref = stitch_references(ref)
         batch, (height, width) = self.prepare(lr, ref)
         self.model.feed_data(batch)
         if hasattr(self.model, 'gt'):

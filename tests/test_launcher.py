@@ -6,6 +6,7 @@ import sys
 from os import path as osp
 
 import cv2
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -34,13 +35,16 @@ class ToyUserRefSRNet(nn.Module):
 '''
 
 
+def run_cli(module, args, cwd):
+    return subprocess.run([sys.executable, '-m', module] + args, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
 def basicsr(args, cwd):
-    return subprocess.run(
-        [sys.executable, '-m', 'frfsr_plugin.cli.basicsr_cli'] + args,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600)
+    return run_cli('frfsr_plugin.cli.basicsr_cli', args, cwd)
+
+
+def frfsr(args, cwd):
+    return run_cli('frfsr_plugin.cli.frfsr_cli', args, cwd)
 
 
 def write_yaml(path, opt):
@@ -216,15 +220,6 @@ def test_unknown_command_prints_usage(workdir):
     assert result.returncode == 2 and 'usage: basicsr {train,test}' in result.stderr
 
 
-def frfsr(args, cwd):
-    return subprocess.run(
-        [sys.executable, '-m', 'frfsr_plugin.cli.frfsr_cli'] + args,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600)
-
-
 def write_photo(path, rgb):
     cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     return str(path)
@@ -280,3 +275,20 @@ def test_frfsr_infer_on_photos_of_other_sizes_with_metrics_compare_and_folders(t
         ], workdir)
     assert tiny.returncode == 1 and 'the LR image is 31x12; FRFSR needs at least 15x15' in tiny.stderr
     assert 'Traceback' not in tiny.stderr
+    two_refs = frfsr(
+        common + [
+            '--lr',
+            str(inputs / 'lr' / 'a.png'), '--ref',
+            str(inputs / 'ref' / 'a.png'), '--ref',
+            write_photo(workdir / 'ref_small.png', photo[:45, :60]), '-o',
+            str(workdir / 'sr_two_refs.png')
+        ], workdir)
+    assert two_refs.returncode == 0, two_refs.stderr[-3000:]
+    assert cv2.imread(str(workdir / 'sr_two_refs.png')).shape == (92, 124, 3)
+
+
+def test_stitched_references_share_the_tallest_height():
+    from frfsr_plugin.inference import stitch_references
+    refs = [np.zeros((90, 150, 3), np.uint8), np.full((45, 60, 3), 200, np.uint8)]
+    stitched = stitch_references(refs)
+    assert stitched.shape == (90, 150 + 120, 3) and (stitched[:, 150:] == 200).all()

@@ -24,7 +24,11 @@ def build_parser():
     infer.add_argument('--opt', required=True, help='training or test YAML defining the networks')
     infer.add_argument('--weights', required=True, help='generator checkpoint written by basicsr train')
     infer.add_argument('--lr', required=True, help='LR image, or a folder of them')
-    infer.add_argument('--ref', required=True, action='append', help='reference image (or folder, matched by name)')
+    infer.add_argument(
+        '--ref',
+        required=True,
+        action='append',
+        help='reference image (or folder, matched by name); repeat to stitch several references side by side')
     infer.add_argument('-o', '--output', required=True, help='SR image path (or output folder)')
     infer.add_argument('--gt', help='ground truth (or folder): print Y-PSNR/SSIM (crop 4), and LPIPS with weights')
     infer.add_argument('--lpips-weights', help="torchvision AlexNet weights for LPIPS (alexnet-owt-7be5be79.pth)")

@@ -9,7 +9,7 @@ from basicsr.utils import imwrite
 from tqdm import tqdm
 
 from frfsr_plugin.data.transforms import IMG_EXTENSIONS, read_image_rgb
-from frfsr_plugin.inference import RefSRInferencer, to_batch
+from frfsr_plugin.inference import RefSRInferencer, stitch_references, to_batch
 from frfsr_plugin.utils.comparison import write_comparison
 from frfsr_plugin.utils.errors import MissingFileError, OptionError
 
@@ -62,9 +62,7 @@ def run_infer(args):
     pairs = list_pairs(args.lr, args.ref, args.gt, args.output)
     results = []
     for lr_path, ref_paths, gt_path, out_path in tqdm(pairs, unit='image', disable=len(pairs) == 1):
-        if len(ref_paths) > 1:
-            raise OptionError('several --ref images are not supported yet; pass one reference.')
-        lr, ref = read_image_rgb(lr_path), read_image_rgb(ref_paths[0])
+        lr, ref = read_image_rgb(lr_path), stitch_references([read_image_rgb(path) for path in ref_paths])
         sr = inferencer(lr, ref)
         os.makedirs(osp.dirname(osp.abspath(out_path)), exist_ok=True)
         imwrite(np.ascontiguousarray(sr[..., ::-1]), out_path)

@@ -22,15 +22,9 @@ TAPS = tuple(divmod(tap, KERNEL_SIZE) for tap in range(KERNEL_SIZE * KERNEL_SIZE
 
 
 def ddf_mul_unfold(x, channel_filter, spatial_filter):
-    """Direct formulation: ``(unfold(x) * channel_filter * spatial_filter).sum(taps)``.
+    """Direct formulation ``(unfold(x) * channel_filter * spatial_filter).sum(taps)``; arguments as :func:`ddf_mul`.
 
-    Args:
-        x (Tensor): Input, shape (B, C, H, W).
-        channel_filter (Tensor): Per-channel kernels, shape (B, C, 9).
-        spatial_filter (Tensor): Per-pixel kernels, shape (B, 9, H, W).
-
-    Returns:
-        Tensor: Shape (B, C, H, W).
+    It keeps (B, C, 9, H, W) tensors for backward, about 9 input-sized tensors per call.
     """
     batch, channels, height, width = x.shape
     patches = F.unfold(x, KERNEL_SIZE, padding=1).view(batch, channels, KERNEL_SIZE**2, height, width)
