@@ -74,9 +74,12 @@ def run(command, args):
     load_plugins(option_file_from_args(args))
     import basicsr.test
     import basicsr.train
+    import basicsr.utils.options
 
+    from frfsr_plugin.utils.distributed import init_dist
     from frfsr_plugin.utils.resume import load_resume_state
     basicsr.train.load_resume_state = load_resume_state
+    basicsr.utils.options.init_dist = init_dist
     sys.argv = [f'basicsr {command}'] + args
     pipeline = basicsr.train.train_pipeline if command == 'train' else basicsr.test.test_pipeline
     pipeline(os.getcwd())

@@ -4,6 +4,7 @@ from collections import OrderedDict
 from os import path as osp
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from basicsr.archs import build_network
 from basicsr.models.sr_model import SRModel
@@ -40,6 +41,18 @@ class FRFSRModel(SRModel):
         super().__init__(opt)
         for key, required in self.frozen_networks:
             setattr(self, key.replace('network_', 'net_'), self.build_frozen_network(key, required))
+
+    def model_to_device(self, net):
+        """BasicSR's placement, plus DistributedDataParallel on CPU (gloo) where BasicSR assumes CUDA."""
+        if not self.opt['dist'] or self.device.type == 'cuda':
+            return super().model_to_device(net)
+        return torch.nn.parallel.DistributedDataParallel(
+            net.to(self.device), find_unused_parameters=self.opt.get('find_unused_parameters', False))
+
+    def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        """Rank 0 validates (BasicSR); the other ranks wait at a barrier instead of inside the next all-reduce."""
+        super().dist_validation(dataloader, current_iter, tb_logger, save_img)
+        dist.barrier()
 
     def build_frozen_network(self, key, required):
         """Build ``opt[key]`` in eval mode without gradients (not wrapped in DDP). Returns None if absent."""
