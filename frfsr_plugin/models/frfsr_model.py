@@ -1,4 +1,5 @@
 """Stage-1 RefSR model: trains a reference-based restoration network with frozen correspondence and SIFE parts."""
+import os
 import re
 from collections import OrderedDict
 from os import path as osp
@@ -9,6 +10,7 @@ import torch.nn.functional as F
 from basicsr.archs import build_network
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import get_dist_info
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from frfsr_plugin.utils.comparison import write_comparison
@@ -53,6 +55,39 @@ class FRFSRModel(SRModel):
         """Rank 0 validates (BasicSR); the other ranks wait at a barrier instead of inside the next all-reduce."""
         super().dist_validation(dataloader, current_iter, tb_logger, save_img)
         dist.barrier()
+
+    def save_network(self, net, net_label, current_iter, param_key='params'):
+        """BasicSR's checkpoint, written to ``models/.incomplete/`` and then renamed into place (atomic)."""
+        name = f"{net_label}_{'latest' if current_iter == -1 else current_iter}.pth"
+        self._save_atomically('models', name,
+                              lambda: super(FRFSRModel, self).save_network(net, net_label, current_iter, param_key))
+
+    def save_training_state(self, epoch, current_iter):
+        """BasicSR's training state, written to ``training_states/.incomplete/`` and then renamed into place."""
+        if current_iter != -1:
+            self._save_atomically('training_states', f'{current_iter}.state',
+                                  lambda: super(FRFSRModel, self).save_training_state(epoch, current_iter))
+
+    def _save_atomically(self, path_key, filename, save):
+        """Run BasicSR's ``save`` into a temporary folder on the same file system, then ``os.replace`` the file.
+
+        A kill at any moment leaves either the previous file or the complete new one under the final name; since
+        the training state is saved after the networks, every ``<iter>.state`` has its checkpoints.
+        """
+        final_dir = self.opt['path'][path_key]
+        staging_dir = osp.join(final_dir, '.incomplete')
+        if get_dist_info()[0] == 0:
+            os.makedirs(staging_dir, exist_ok=True)
+        self.opt['path'][path_key] = staging_dir
+        try:
+            save()  # rank 0 only (BasicSR's master_only)
+        finally:
+            self.opt['path'][path_key] = final_dir
+        staged = osp.join(staging_dir, filename)
+        if get_dist_info()[0] == 0 and osp.isfile(staged):
+            os.replace(staged, osp.join(final_dir, filename))
+            if not os.listdir(staging_dir):
+                os.rmdir(staging_dir)
 
     def build_frozen_network(self, key, required):
         """Build ``opt[key]`` in eval mode without gradients (not wrapped in DDP). Returns None if absent."""
