@@ -8,7 +8,6 @@ import sys
 import pytest
 import torch
 import yaml
-
 from helpers import build_demo_data, tiny_stage2_options, tiny_train_options
 
 # Every rank saves its own copy of net_g next to BasicSR's (rank-0-only) checkpoint, to compare ranks.

@@ -10,7 +10,6 @@ import time
 import pytest
 import torch
 import yaml
-
 from helpers import build_demo_data, tiny_train_options
 
 STEP_LOG = re.compile(r'iter:\s+(\d+),')

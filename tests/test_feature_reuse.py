@@ -191,3 +191,16 @@ def test_feature_reuse_net_names_bad_target():
             }, fusion_targets={
                 'head.huge': 16
             })
+
+
+def test_non_finite_losses_skip_both_critic_and_generator_updates(data_root, stage1_weights):
+    model, opt = make_stage2_model(data_root, stage1_weights)
+    batch = train_batch(opt)
+    batch['gt'] = torch.full_like(batch['gt'], float('inf'))
+    g_before = {k: v.clone() for k, v in model.net_g.state_dict().items()}
+    d_before = {k: v.clone() for k, v in model.net_d.named_parameters()}
+    model.feed_data(batch)
+    model.optimize_parameters(1)
+    assert model.nonfinite_steps == {'net_d': 1, 'net_g': 1}
+    assert all(torch.equal(v, g_before[k]) for k, v in model.net_g.state_dict().items())
+    assert all(torch.equal(v, d_before[k]) for k, v in model.net_d.named_parameters())

@@ -9,7 +9,7 @@ from helpers import build_demo_data, tiny_train_options
 from torch.utils.data import DataLoader
 
 from frfsr_plugin.data.cufed_dataset import RefCUFEDDataset
-from frfsr_plugin.utils.errors import UserInputError
+from frfsr_plugin.utils.errors import TrainingDivergedError, UserInputError
 
 
 @pytest.fixture(scope='module')
@@ -93,3 +93,20 @@ def test_test_crops_padded_output_to_gt_size(data_root):
     model.test()
     assert model.output.shape[-2:] == sample['gt'].shape[-2:]
     assert model.lq.shape[-2:] == tuple(s // 4 for s in sample['ref'].shape[-2:])
+
+
+def test_non_finite_loss_skips_updates_then_stops_training(data_root):
+    model, opt = make_model(data_root)
+    model.opt['train']['max_nonfinite_steps'] = 3
+    batch = train_batch(opt)
+    batch['gt'] = torch.full_like(batch['gt'], float('nan'))
+    before = {k: v.clone() for k, v in model.net_g.state_dict().items()}
+    for step in (1, 2):
+        model.feed_data(batch)
+        model.optimize_parameters(step)
+    assert all(torch.equal(v, before[k]) for k, v in model.net_g.state_dict().items())
+    assert model.nonfinite_steps['net_g'] == 2
+    model.feed_data(batch)
+    with pytest.raises(TrainingDivergedError, match=r'iteration 3: non-finite loss \(l_pix=nan\) for 3 iterations'):
+        model.optimize_parameters(3)
+    assert all(torch.isfinite(v).all() for v in model.net_g.state_dict().values())

@@ -16,7 +16,7 @@ from importlib.metadata import entry_points
 import yaml
 
 import frfsr_plugin  # noqa: F401  (compat alias and registration before basicsr is used)
-from frfsr_plugin.utils.errors import UserInputError
+from frfsr_plugin.utils.errors import TrainingDivergedError, UserInputError
 
 COMMANDS = ('train', 'test')
 USAGE = 'usage: basicsr {train,test} -opt OPTIONS.yml [--launcher none|pytorch|slurm] [--auto_resume] [--debug] ' \
@@ -96,7 +96,7 @@ def main(argv=None):
         return 2
     try:
         run(argv[0], argv[1:])
-    except UserInputError as error:
+    except (UserInputError, TrainingDivergedError) as error:
         print(f'basicsr {argv[0]}: error: {error}', file=sys.stderr)
         return 1
     return 0

@@ -90,7 +90,7 @@ class FeatureReuseModel(FRFSRModel, SRGANModel):
         loss_dict = OrderedDict()
         adversarial = self.cri_gan is not None and current_iter > self.net_g_pretrain_steps
         if adversarial:
-            loss_dict.update(self._critic_step(self.output.detach()))
+            loss_dict.update(self._critic_step(self.output.detach(), current_iter))
 
         self.optimizer_g.zero_grad()
         l_g_total = 0
@@ -103,13 +103,15 @@ class FeatureReuseModel(FRFSRModel, SRGANModel):
         if adversarial:
             loss_dict['l_g_gan'] = self.cri_gan(self.net_d(self.output), True, is_disc=False)
             l_g_total = l_g_total + loss_dict['l_g_gan']
+        if not self.loss_is_finite(l_g_total, loss_dict, current_iter):
+            return
         l_g_total.backward()
         self.optimizer_g.step()
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 
-    def _critic_step(self, fake):
+    def _critic_step(self, fake, current_iter):
         """One WGAN-GP update of net_d; net_d is frozen again afterwards. Returns the critic's loss terms."""
         self.net_d.requires_grad_(True)
         self.optimizer_d.zero_grad()
@@ -119,8 +121,10 @@ class FeatureReuseModel(FRFSRModel, SRGANModel):
             l_d_fake=self.cri_gan(fake_scores, False, is_disc=True))
         if self.cri_gp:
             terms['l_d_gp'] = self.cri_gp(self.net_d, self.gt, fake)
-        sum(terms.values()).backward()
-        self.optimizer_d.step()
+        l_d_total = sum(terms.values())
+        if self.loss_is_finite(l_d_total, terms, current_iter, network='net_d'):
+            l_d_total.backward()
+            self.optimizer_d.step()
         self.net_d.requires_grad_(False)
         terms['out_d_real'] = real_scores.detach().mean()
         terms['out_d_fake'] = fake_scores.detach().mean()

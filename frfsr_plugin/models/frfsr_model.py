@@ -14,7 +14,7 @@ from basicsr.utils.dist_util import get_dist_info
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from frfsr_plugin.utils.comparison import write_comparison
-from frfsr_plugin.utils.errors import UserInputError
+from frfsr_plugin.utils.errors import TrainingDivergedError, UserInputError
 
 
 @MODEL_REGISTRY.register()
@@ -29,8 +29,10 @@ class FRFSRModel(SRModel):
            feature (optional ``network_sife``); these frozen networks are in no optimiser and never resumed;
         2. runs ``net_g(lq, context)`` and trains it with the pixel (and optional perceptual) loss, with per-parameter
            learning rates from ``train.optim_g.param_group_lrs``;
-        3. at test time crops the SR output back to the unpadded GT size before metrics;
-        4. during validation writes a comparison image per sample (``comparison_panels``) under
+        3. skips an update whose loss is NaN or Inf (all ranks agree) with a warning, and stops with
+           :class:`TrainingDivergedError` after ``train.max_nonfinite_steps`` (default 10) such iterations in a row;
+        4. at test time crops the SR output back to the unpadded GT size before metrics;
+        5. during validation writes a comparison image per sample (``comparison_panels``) under
            ``visualization/comparisons/<dataset>/`` and logs the first ``val.comparison_tb_images`` (default 3) to
            TensorBoard; ``val.comparisons: false`` turns this off.
 
@@ -41,6 +43,7 @@ class FRFSRModel(SRModel):
 
     def __init__(self, opt):
         super().__init__(opt)
+        self.nonfinite_steps = {}  # network -> consecutive skipped updates
         for key, required in self.frozen_networks:
             setattr(self, key.replace('network_', 'net_'), self.build_frozen_network(key, required))
 
@@ -159,11 +162,46 @@ class FRFSRModel(SRModel):
                 if value is not None:
                     loss_dict[key] = value
                     l_total = l_total + value
+        if not self.loss_is_finite(l_total, loss_dict, current_iter):
+            return
         l_total.backward()
         self.optimizer_g.step()
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    def loss_is_finite(self, loss, loss_dict, current_iter, network='net_g'):
+        """False (and a logged warning) if ``loss`` is NaN/Inf on any rank; raises after too many in a row.
+
+        Args:
+            loss (Tensor): Scalar loss about to be back-propagated.
+            loss_dict (dict[str, Tensor]): Its terms, for the message.
+            current_iter (int): Iteration, for the message.
+            network (str): Which network's update this is; each has its own count. Default: ``'net_g'``.
+
+        Returns:
+            bool: Whether the update may proceed.
+        """
+        finite = torch.isfinite(loss.detach()).float()
+        if self.opt['dist']:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        counts = self.nonfinite_steps
+        if finite.item():
+            counts[network] = 0
+            return True
+        counts[network] = counts.get(network, 0) + 1
+        limit = self.opt['train'].get('max_nonfinite_steps', 10)
+        terms = ', '.join(f'{key}={value.item():.4g}' for key, value in loss_dict.items())
+        if counts[network] >= limit:
+            raise TrainingDivergedError(
+                f'iteration {current_iter}: non-finite loss ({terms}) for {limit} iterations in '
+                'a row; training stopped, no checkpoint written for these iterations. Lower '
+                'the learning rate or resume from the last checkpoint.')
+        get_root_logger().warning(f'iteration {current_iter}: non-finite loss ({terms}); {network} update skipped '
+                                  f'({counts[network]}/{limit} in a row).')
+        for optimizer in self.optimizers:
+            optimizer.zero_grad()
+        return False
 
     def test(self):
         """Super-resolve the current batch with net_g_ema (if any) or net_g; crop to the unpadded GT size."""

@@ -30,3 +30,7 @@ class BadFileError(UserInputError, ValueError):
 
 class InputSizeError(UserInputError, ValueError):
     """An image or feature map has a size the network cannot process."""
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training produced non-finite losses for too many consecutive iterations."""
