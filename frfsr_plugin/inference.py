@@ -4,7 +4,6 @@ import logging
 
 import numpy as np
 import torch
-import yaml
 from basicsr.models import build_model
 from basicsr.utils import get_root_logger, img2tensor, tensor2img
 
@@ -54,9 +53,7 @@ class RefSRInferencer:
 
     def __init__(self, opt_path, weights, device='cpu', max_corr_elements=None):
         get_root_logger(log_level=logging.WARNING)  # BasicSR logs every network it builds at INFO
-        load_plugins(opt_path)
-        with open(opt_path, encoding='utf-8') as file:
-            opt = yaml.safe_load(file)
+        opt = load_plugins(opt_path)
         if 'network_g' not in opt or 'model_type' not in opt:
             raise OptionError(f"{opt_path}: an options file with `model_type` and `network_g` is needed.")
         try:

@@ -292,3 +292,12 @@ def test_stitched_references_share_the_tallest_height():
     refs = [np.zeros((90, 150, 3), np.uint8), np.full((45, 60, 3), 200, np.uint8)]
     stitched = stitch_references(refs)
     assert stitched.shape == (90, 150 + 120, 3) and (stitched[:, 150:] == 200).all()
+
+
+def test_unknown_type_in_yaml_is_named_with_its_key(workdir):
+    opt = tiny_train_options(str(workdir / 'data'), total_iter=2, name='error_unknown_type')
+    opt['network_g']['type'] = 'FRFSRNett'
+    result = basicsr(['train', '-opt', write_yaml(workdir / 'unknown_type.yml', opt)], workdir)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert "network_g.type: unknown type 'FRFSRNett'; registered: " in result.stderr
+    assert 'FRFSRNet, FRFSRSIFENet' in result.stderr

@@ -8,8 +8,6 @@ file is needed.
 import argparse
 import sys
 
-import yaml
-
 from frfsr_plugin.cli.basicsr_cli import load_plugins
 from frfsr_plugin.utils.errors import UserInputError
 
@@ -41,10 +39,7 @@ def main(argv=None):
     parser.add_argument('-opt', required=True, help='options YAML')
     args = parser.parse_args(argv)
     try:
-        load_plugins(args.opt)
-        with open(args.opt, encoding='utf-8') as file:
-            opt = yaml.safe_load(file)
-        for key, arch_type, params in count_networks(opt):
+        for key, arch_type, params in count_networks(load_plugins(args.opt)):
             print(f'{key} {arch_type} {params}')
     except UserInputError as error:
         print(f'count_params: error: {error}', file=sys.stderr)

@@ -33,8 +33,8 @@ def option_file_from_args(args):
     raise UserInputError('the option file is missing: pass -opt OPTIONS.yml')
 
 
-def read_plugin_list(opt_path):
-    """Module names under the YAML's top-level ``plugins:`` key."""
+def read_options(opt_path):
+    """The YAML as a dict, with one-line errors for a missing, unreadable or non-mapping file."""
     if not os.path.isfile(opt_path):
         raise UserInputError(f"option file '{opt_path}' not found.")
     with open(opt_path, encoding='utf-8') as file:
@@ -44,23 +44,60 @@ def read_plugin_list(opt_path):
             raise UserInputError(f"option file '{opt_path}' is not valid YAML: {error}") from error
     if not isinstance(opt, dict):
         raise UserInputError(f"option file '{opt_path}' must hold a mapping of options.")
+    return opt
+
+
+def registered_types(opt):
+    """(option key, registry, type name) for every registry lookup BasicSR will make from these options."""
+    from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
+    if 'model_type' in opt:
+        yield 'model_type', MODEL_REGISTRY, opt['model_type']
+    for key, value in opt.items():
+        if key.startswith('network_') and isinstance(value, dict):
+            yield f'{key}.type', ARCH_REGISTRY, value.get('type')
+    for phase, dataset in (opt.get('datasets') or {}).items():
+        yield f'datasets.{phase}.type', DATASET_REGISTRY, (dataset or {}).get('type')
+    for key, value in (opt.get('train') or {}).items():
+        if key.endswith('_opt') and isinstance(value, dict):
+            yield f'train.{key}.type', LOSS_REGISTRY, value.get('type')
+    for name, metric in ((opt.get('val') or {}).get('metrics') or {}).items():
+        yield f'val.metrics.{name}.type', METRIC_REGISTRY, (metric or {}).get('type')
+
+
+def check_registered_types(opt, opt_path):
+    """One clear error for a type that no registry (BasicSR's or a loaded plugin's) knows."""
+    for key, registry, name in registered_types(opt):
+        if name not in registry and f'{name}_basicsr' not in registry:
+            known = ', '.join(sorted(k for k in registry.keys() if not k.endswith('_basicsr')))
+            raise UserInputError(f'{opt_path}: {key}: unknown type {name!r}; registered: {known}. '
+                                 'Is the plugin that defines it listed under `plugins:` or installed?')
+
+
+def read_plugin_list(opt):
+    """Module names under the YAML's top-level ``plugins:`` key."""
     plugins = opt.get('plugins') or []
     if isinstance(plugins, str) or not all(isinstance(name, str) for name in plugins):
-        raise UserInputError(f"{opt_path}: `plugins` must be a list of module names, got {plugins!r}.")
+        raise UserInputError(f'`plugins` must be a list of module names, got {plugins!r}.')
     return plugins
 
 
 def load_plugins(opt_path):
-    """Import installed ``basicsr.plugins`` entry points and the YAML's ``plugins:`` modules."""
+    """Import installed ``basicsr.plugins`` entry points and the YAML's ``plugins:`` modules.
+
+    Returns:
+        dict: The options read from ``opt_path``.
+    """
+    opt = read_options(opt_path)
     for entry_point in entry_points(group='basicsr.plugins'):
         entry_point.load()
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    for module_name in read_plugin_list(opt_path):
+    for module_name in read_plugin_list(opt):
         try:
             importlib.import_module(module_name)
         except ImportError as error:
             raise UserInputError(f"{opt_path}: plugin module '{module_name}' could not be imported: {error}") from error
+    return opt
 
 
 def normalise_args(args):
@@ -71,7 +108,8 @@ def normalise_args(args):
 def run(command, args):
     """Run BasicSR's ``command`` pipeline with ``args`` (BasicSR's own flags) in the current directory."""
     args = normalise_args(args)
-    load_plugins(option_file_from_args(args))
+    opt_path = option_file_from_args(args)
+    check_registered_types(load_plugins(opt_path), opt_path)
     import basicsr.test
     import basicsr.train
     import basicsr.utils.options
