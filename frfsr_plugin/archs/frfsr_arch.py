@@ -1,7 +1,8 @@
 """FRFSR restoration network (stage 1, "RefSR(1)").
 
 Paper: A Feature Reuse Framework with Texture-adaptive Aggregation for Reference-based Super-Resolution
-(Mei et al., arXiv 2306.01500). Wiring and sizes follow ``docs/architecture.md`` (spec sections 4 to 6).
+(Mei et al., arXiv 2306.01500). Wiring and sizes follow the FRFSR implementation spec, sections 4 to 6
+(see docs/design.md).
 """
 import torch
 import torch.nn.functional as F
