@@ -103,13 +103,7 @@ class FeatureReuseModel(FRFSRModel, SRGANModel):
         if adversarial:
             loss_dict['l_g_gan'] = self.cri_gan(self.net_d(self.output), True, is_disc=False)
             l_g_total = l_g_total + loss_dict['l_g_gan']
-        if not self.loss_is_finite(l_g_total, loss_dict, current_iter):
-            return
-        l_g_total.backward()
-        self.optimizer_g.step()
-        self.log_dict = self.reduce_loss_dict(loss_dict)
-        if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)
+        self.step_generator(l_g_total, loss_dict, current_iter)
 
     def _critic_step(self, fake, current_iter):
         """One WGAN-GP update of net_d; net_d is frozen again afterwards. Returns the critic's loss terms."""

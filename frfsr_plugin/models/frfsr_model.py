@@ -162,9 +162,13 @@ class FRFSRModel(SRModel):
                 if value is not None:
                     loss_dict[key] = value
                     l_total = l_total + value
-        if not self.loss_is_finite(l_total, loss_dict, current_iter):
+        self.step_generator(l_total, loss_dict, current_iter)
+
+    def step_generator(self, loss, loss_dict, current_iter):
+        """Back-propagate ``loss`` into net_g and step (skipped if non-finite), log ``loss_dict``, update the EMA."""
+        if not self.loss_is_finite(loss, loss_dict, current_iter):
             return
-        l_total.backward()
+        loss.backward()
         self.optimizer_g.step()
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
