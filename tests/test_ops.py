@@ -140,7 +140,7 @@ def test_pre_offset_dcn_samples_matched_ref_position(scale):
     big = torch.randn(1, 16, 30, 30)
     feat_in, feat_ref = big[:, :, 5:25, 5:25], big[:, :, 5 + dy:25 + dy, 5 + dx:25 + dx]
     flow3, _ = flow_from_features(feat_in, feat_ref)
-    flow = upscale_flow(flow3, scale) if scale > 1 else flow3
+    flow = upscale_flow(flow3, scale)
     ref = torch.randn(1, 16, 20 * scale, 20 * scale)
     out = centre_tap_identity_dcn(16)(ref, torch.randn_like(ref), flow_to_pre_offsets(flow, scale))
     # centre tap reads the flow of the patch centred at p, i.e. at p - scale * (1, 1)

@@ -57,7 +57,7 @@ class FRFSRCorrespondence(torch.nn.Module):
         flow = index_to_flow(max_idx, ref_grid_width=feat_ref.shape[-1] - PATCH_SIZE + 1)
         vgg = self.vgg(img_ref)
         ref_feats = tuple(vgg[name] for name in REF_LAYERS)
-        flows = tuple(upscale_flow(flow, scale) if scale > 1 else flow for scale in LEVEL_SCALES)
+        flows = tuple(upscale_flow(flow, scale) for scale in LEVEL_SCALES)
         return {
             'pre_offsets': tuple(flow_to_pre_offsets(f, s) for f, s in zip(flows, LEVEL_SCALES)),
             'ref_feats': ref_feats,

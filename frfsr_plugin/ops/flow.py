@@ -39,6 +39,8 @@ def upscale_flow(flow, scale):
     Returns:
         Tensor: Shape (B, scale * H, scale * W, 2).
     """
+    if scale == 1:
+        return flow
     return flow.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2) * scale
 
 
