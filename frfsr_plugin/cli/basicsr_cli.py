@@ -16,6 +16,7 @@ from importlib.metadata import entry_points
 import yaml
 
 import frfsr_plugin  # noqa: F401  (compat alias and registration before basicsr is used)
+from frfsr_plugin.cli.option_checks import check_forced_options, check_registered_types, check_required_options
 from frfsr_plugin.utils.errors import TrainingDivergedError, UserInputError
 
 COMMANDS = ('train', 'test')
@@ -45,32 +46,6 @@ def read_options(opt_path):
     if not isinstance(opt, dict):
         raise UserInputError(f"option file '{opt_path}' must hold a mapping of options.")
     return opt
-
-
-def registered_types(opt):
-    """(option key, registry, type name) for every registry lookup BasicSR will make from these options."""
-    from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
-    if 'model_type' in opt:
-        yield 'model_type', MODEL_REGISTRY, opt['model_type']
-    for key, value in opt.items():
-        if key.startswith('network_') and isinstance(value, dict):
-            yield f'{key}.type', ARCH_REGISTRY, value.get('type')
-    for phase, dataset in (opt.get('datasets') or {}).items():
-        yield f'datasets.{phase}.type', DATASET_REGISTRY, (dataset or {}).get('type')
-    for key, value in (opt.get('train') or {}).items():
-        if key.endswith('_opt') and isinstance(value, dict):
-            yield f'train.{key}.type', LOSS_REGISTRY, value.get('type')
-    for name, metric in ((opt.get('val') or {}).get('metrics') or {}).items():
-        yield f'val.metrics.{name}.type', METRIC_REGISTRY, (metric or {}).get('type')
-
-
-def check_registered_types(opt, opt_path):
-    """One clear error for a type that no registry (BasicSR's or a loaded plugin's) knows."""
-    for key, registry, name in registered_types(opt):
-        if name not in registry and f'{name}_basicsr' not in registry:
-            known = ', '.join(sorted(k for k in registry.keys() if not k.endswith('_basicsr')))
-            raise UserInputError(f'{opt_path}: {key}: unknown type {name!r}; registered: {known}. '
-                                 'Is the plugin that defines it listed under `plugins:` or installed?')
 
 
 def read_plugin_list(opt):
@@ -105,11 +80,39 @@ def normalise_args(args):
     return ['--local_rank' + arg[len('--local-rank'):] if arg.startswith('--local-rank') else arg for arg in args]
 
 
+def forced_options(args):
+    """Values given after ``--force_yml`` in BasicSR's argument list."""
+    if '--force_yml' not in args:
+        return []
+    forced = []
+    for arg in args[args.index('--force_yml') + 1:]:
+        if arg.startswith('-'):
+            break
+        forced.append(arg)
+    return forced
+
+
+def build_model_with_determinism(opt):
+    """BasicSR's ``build_model`` after applying the ``deterministic`` option.
+
+    Both pipelines switch cuDNN's autotuner on after parsing the options; building the model is the first step after
+    that, so the option is applied here.
+    """
+    from basicsr.models import build_model
+
+    from frfsr_plugin.utils.determinism import configure_determinism
+    configure_determinism(opt)
+    return build_model(opt)
+
+
 def run(command, args):
     """Run BasicSR's ``command`` pipeline with ``args`` (BasicSR's own flags) in the current directory."""
     args = normalise_args(args)
     opt_path = option_file_from_args(args)
-    check_registered_types(load_plugins(opt_path), opt_path)
+    opt = load_plugins(opt_path)
+    check_required_options(opt, command, opt_path)
+    check_forced_options(opt, forced_options(args), opt_path)
+    check_registered_types(opt, opt_path)
     import basicsr.test
     import basicsr.train
     import basicsr.utils.options
@@ -118,9 +121,18 @@ def run(command, args):
     from frfsr_plugin.utils.resume import load_resume_state
     basicsr.train.load_resume_state = load_resume_state
     basicsr.utils.options.init_dist = init_dist
+    basicsr.train.build_model = basicsr.test.build_model = build_model_with_determinism
     sys.argv = [f'basicsr {command}'] + args
     pipeline = basicsr.train.train_pipeline if command == 'train' else basicsr.test.test_pipeline
     pipeline(os.getcwd())
+
+
+def error_message(error):
+    """The message of a user error; for one re-raised by a DataLoader worker, without the worker's traceback."""
+    message = str(error)
+    if 'Original Traceback' in message:
+        message = message.rstrip().splitlines()[-1].split(': ', 1)[-1]
+    return message
 
 
 def main(argv=None):
@@ -135,7 +147,7 @@ def main(argv=None):
     try:
         run(argv[0], argv[1:])
     except (UserInputError, TrainingDivergedError) as error:
-        print(f'basicsr {argv[0]}: error: {error}', file=sys.stderr)
+        print(f'basicsr {argv[0]}: error: {error_message(error)}', file=sys.stderr)
         return 1
     return 0
 

@@ -2,13 +2,14 @@
 from os import path as osp
 
 import numpy as np
+from basicsr.utils import get_root_logger
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from frfsr_plugin.data.transforms import (check_scale, color_jitter, dihedral_augment, list_image_names, make_lr_pair,
                                           make_sample, pad_to, pil_bicubic_resize, read_image_rgb, require_option,
                                           shuffle_patches)
-from frfsr_plugin.utils.errors import MissingFileError, OptionError
+from frfsr_plugin.utils.errors import BadFileError, MissingFileError, OptionError
 
 REF_COLOR_JITTER = dict(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.05)
 
@@ -34,6 +35,8 @@ class RefCUFEDDataset(data.Dataset):
             ref_shuffle_grid (int): Tiles per side of the reference shuffle. Default: 5.
             use_color_jitter (bool): ColorJitter(0.2, 0.2, 0.2, 0.05) on the reference. Default: False.
             scale (int): SR factor, must be 4. Default: 4.
+            skip_unreadable (bool): A sample whose input or reference is missing, truncated or not an image is
+                replaced by the next readable one, with a logged warning, instead of stopping training. Default: False.
 
     Samples: ``gt``, ``ref``, ``lq_up`` (3, gt_size, gt_size), ``lq`` (3, gt_size / 4, gt_size / 4), float32 RGB in
     [0, 1]; ``lq_path`` = ``gt_path`` and ``ref_path`` (str).
@@ -51,6 +54,7 @@ class RefCUFEDDataset(data.Dataset):
         self.ref_shuffle_prob = opt.get('ref_shuffle_prob', 0.5)
         self.ref_shuffle_grid = opt.get('ref_shuffle_grid', 5)
         self.use_color_jitter = opt.get('use_color_jitter', False)
+        self.skip_unreadable = opt.get('skip_unreadable', False)
         self._check_options()
         self.names = list_image_names(self.gt_folder, 'dataroot_gt')
         self._check_refs()
@@ -75,9 +79,19 @@ class RefCUFEDDataset(data.Dataset):
         return len(self.names)
 
     def __getitem__(self, index):
-        name = self.names[index]
-        gt_path, ref_path = osp.join(self.gt_folder, name), osp.join(self.ref_folder, name)
-        gt, ref = read_image_rgb(gt_path), read_image_rgb(ref_path)
+        for attempt in range(len(self.names)):
+            name = self.names[(index + attempt) % len(self.names)]
+            gt_path, ref_path = osp.join(self.gt_folder, name), osp.join(self.ref_folder, name)
+            try:
+                return self._make_sample(read_image_rgb(gt_path), read_image_rgb(ref_path), gt_path, ref_path)
+            except (MissingFileError, BadFileError) as error:
+                if not self.skip_unreadable:
+                    raise
+                get_root_logger().warning(f'RefCUFEDDataset: skipped sample {name!r}: {error}')
+        raise BadFileError(f"no readable sample in '{self.gt_folder}' / '{self.ref_folder}'")
+
+    def _make_sample(self, gt, ref, gt_path, ref_path):
+        """Augmented sample (see the class docstring) from an (H, W, 3) input and reference."""
         if self.use_color_jitter:
             ref = color_jitter(ref, rng=np.random, **REF_COLOR_JITTER)
         ref = pil_bicubic_resize(ref, (self.gt_size, self.gt_size))

@@ -65,6 +65,16 @@ def _to_uint8(img, path):
     raise BadFileError(f"unsupported pixel type {img.dtype} in image '{path}' (expected 8- or 16-bit)")
 
 
+def _check_jpeg_complete(path):
+    """A JPEG must end with its end-of-image marker; OpenCV silently decodes a truncated one half grey."""
+    with open(path, 'rb') as file:
+        if file.read(2) != b'\xff\xd8':
+            return
+        file.seek(max(0, osp.getsize(path) - 64))
+        if not file.read().rstrip(b'\x00\r\n ').endswith(b'\xff\xd9'):
+            raise BadFileError(f"image file '{path}' is a truncated JPEG (no end-of-image marker)")
+
+
 def read_image_rgb(path):
     """Read an image file as RGB uint8.
 
@@ -79,13 +89,14 @@ def read_image_rgb(path):
 
     Raises:
         FileNotFoundError: ``path`` is not a file.
-        ValueError: The file cannot be decoded or has an unsupported pixel type / channel count.
+        ValueError: The file is truncated, cannot be decoded or has an unsupported pixel type / channel count.
     """
     if not osp.isfile(path):
         raise MissingFileError(f"image file '{path}' does not exist")
+    _check_jpeg_complete(path)
     img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise BadFileError(f"could not decode image file '{path}'")
+        raise BadFileError(f"could not decode image file '{path}' (truncated, corrupt or not an image)")
     img = _to_uint8(img, path)
     if img.ndim == 2:
         img = img[..., None]

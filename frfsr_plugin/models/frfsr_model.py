@@ -15,6 +15,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from frfsr_plugin.utils.comparison import write_comparison
 from frfsr_plugin.utils.errors import TrainingDivergedError, UserInputError
+from frfsr_plugin.utils.pretrained import PretrainedWeightsError, load_state_dict_checked, read_state_dict
 
 
 @MODEL_REGISTRY.register()
@@ -58,6 +59,28 @@ class FRFSRModel(SRModel):
         """Rank 0 validates (BasicSR); the other ranks wait at a barrier instead of inside the next all-reduce."""
         super().dist_validation(dataloader, current_iter, tb_logger, save_img)
         dist.barrier()
+
+    def load_network(self, net, load_path, strict=True, param_key='params'):
+        """BasicSR's loading, with one-line errors instead of tracebacks.
+
+        A missing or unreadable file, or weights of another architecture, raise :class:`PretrainedWeightsError`
+        naming the file and the missing / unexpected / mis-shaped keys (strict), or saying that no key fits
+        (non-strict, where BasicSR would silently load nothing).
+        """
+        bare = self.get_bare_model(net)
+        source = f"'{load_path}'"
+        if not osp.isfile(load_path):
+            raise PretrainedWeightsError(f'{type(bare).__name__}: checkpoint {source} not found.')
+        weights = read_state_dict(load_path, param_key)
+        if strict:
+            load_state_dict_checked(bare, weights, source)
+            get_root_logger().info(f'Loaded {type(bare).__name__} from {source} (strict).')
+            return
+        if not set(weights) & set(bare.state_dict()):
+            raise PretrainedWeightsError(f'{type(bare).__name__}: no parameter name of {source} fits this network '
+                                         f'(file keys e.g. {", ".join(list(weights)[:5])}).')
+        self._print_different_keys_loading(bare, weights, strict)
+        bare.load_state_dict(weights, strict=False)
 
     def save_network(self, net, net_label, current_iter, param_key='params'):
         """BasicSR's checkpoint, written to ``models/.incomplete/`` and then renamed into place (atomic)."""

@@ -38,7 +38,8 @@ def read_state_dict(path, param_key='params'):
 
     Args:
         path (str): Checkpoint file.
-        param_key (str | None): Key holding the state dict in BasicSR checkpoints. Default: ``'params'``.
+        param_key (str | None): Key holding the state dict in BasicSR checkpoints; as in BasicSR, ``'params'`` is
+            used when the file lacks it (e.g. ``params_ema`` of a run without EMA). Default: ``'params'``.
 
     Returns:
         dict[str, Tensor]: The state dict.
@@ -47,8 +48,8 @@ def read_state_dict(path, param_key='params'):
         state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as error:  # torch raises many types for unreadable files
         raise PretrainedWeightsError(f"Cannot read weights file '{path}': {error}") from error
-    if param_key is not None and isinstance(state, dict) and param_key in state:
-        state = state[param_key]
+    if param_key is not None and isinstance(state, dict):
+        state = next((state[key] for key in (param_key, 'params') if key in state), state)
     if not isinstance(state, dict):
         raise PretrainedWeightsError(f"Weights file '{path}' does not hold a state dict.")
     return {key[len('module.'):] if key.startswith('module.') else key: value for key, value in state.items()}
@@ -72,14 +73,15 @@ def load_state_dict_checked(module, state_dict, source, strict=True):
         if key in state_dict and state_dict[key].shape != own[key].shape
     ]
     if missing or wrong_shape or (strict and unexpected):
-        lines = [f'{type(module).__name__}: weights from {source} do not fit.']
+        problems = []
         if missing:
-            lines.append(f'  missing keys ({len(missing)}): {", ".join(missing[:10])}')
+            problems.append(f'missing keys ({len(missing)}): {", ".join(missing[:10])}')
         if strict and unexpected:
-            lines.append(f'  unexpected keys ({len(unexpected)}): {", ".join(unexpected[:10])}')
+            problems.append(f'unexpected keys ({len(unexpected)}): {", ".join(unexpected[:10])}')
         if wrong_shape:
-            lines.append(f'  shape mismatch (file vs network): {"; ".join(wrong_shape[:10])}')
-        raise PretrainedWeightsError('\n'.join(lines))
+            problems.append(f'shape mismatch (file vs network): {", ".join(wrong_shape[:10])}')
+        raise PretrainedWeightsError(f'{type(module).__name__}: weights from {source} do not fit: ' +
+                                     '; '.join(problems))
     module.load_state_dict({key: state_dict[key] for key in own})
 
 
