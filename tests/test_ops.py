@@ -84,6 +84,7 @@ def assert_same_matches_as_direct(feat_in, feat_ref, **kwargs):
 
 def test_fast_matcher_equals_direct_on_random_features_with_zero_vectors_and_chunks():
     feat_in, feat_ref = torch.randn(2, 32, 13, 17), torch.randn(2, 32, 15, 11)
+    assert_same_matches_as_direct(feat_in, feat_ref)  # unit ref vectors only: constant patch norm 3
     feat_ref[:, :, 4:6, 3:7] = 0  # all-zero feature vectors: their windows have patch norm < 3
     feat_in[:, :, 0:2, 0:3] = 0
     assert_same_matches_as_direct(feat_in, feat_ref)

@@ -7,9 +7,10 @@ patches by their norm (+1e-5) and return, for every input patch, the arg-max ref
   and multiply, ``9 C N_in N_ref`` multiply-adds.
 * :func:`match_patches` computes the per-pixel inner products ``M = A^T B`` once (``C N_in N_ref`` multiply-adds)
   and gets every patch correlation as the sum of ``M`` over the 9 aligned shifts (two passes of 3), about 9x
-  fewer multiply-adds. Patch norms
-  come from a 3x3 box sum of the per-pixel squared norms, so windows containing all-zero feature vectors (whose
-  normalised value is 0, not a unit vector) are handled exactly.
+  fewer multiply-adds. After normalisation every ref pixel feature is a unit vector, so every ref patch norm is the
+  constant 3 and needs no per-patch division; only when some ref feature vector is (numerically) zero, and so stays
+  0 rather than becoming a unit vector, do the patch norms come from a 3x3 box sum of the per-pixel squared norms,
+  which handles that case exactly.
 
 Both process the ref side in chunks so that one chunk's correlation buffer stays under ``max_corr_elements``.
 """
@@ -20,6 +21,7 @@ from frfsr_plugin.utils.errors import InputSizeError
 
 PATCH_SIZE = 3
 DEFAULT_MAX_CORR_ELEMENTS = 2**29  # 2 GiB of fp32 correlation per chunk, as the original code
+NORMALIZE_EPS = 1e-12  # F.normalize's default: smaller feature vectors do not become unit vectors
 
 
 def check_feature_sizes(feat_in, feat_ref):
@@ -103,9 +105,10 @@ def match_patches(feat_in, feat_ref, max_corr_elements=DEFAULT_MAX_CORR_ELEMENTS
     batch, channels, height, width = feat_in.shape
     ref_h, ref_w = feat_ref.shape[-2:]
     grid_h, grid_w, ref_grid_h, ref_grid_w = height - 2, width - 2, ref_h - 2, ref_w - 2
-    feat_in, feat_ref = F.normalize(feat_in, dim=1), F.normalize(feat_ref, dim=1)
+    unit_ref = bool((feat_ref.norm(dim=1) >= NORMALIZE_EPS).all())  # every normalised ref pixel has norm 1
+    feat_in, feat_ref = F.normalize(feat_in, dim=1, eps=NORMALIZE_EPS), F.normalize(feat_ref, dim=1, eps=NORMALIZE_EPS)
     in_flat = feat_in.flatten(2).transpose(1, 2)  # (B, H W, C)
-    ref_scale = 1.0 / (patch_norms(feat_ref) + 1e-5)  # (B, H_r - 2, W_r - 2)
+    ref_scale = None if unit_ref else 1.0 / (patch_norms(feat_ref) + 1e-5)  # (B, H_r - 2, W_r - 2)
 
     rows = max(1, max_corr_elements // (batch * height * width * ref_w) - (PATCH_SIZE - 1))
     best = None
@@ -121,9 +124,12 @@ def match_patches(feat_in, feat_ref, max_corr_elements=DEFAULT_MAX_CORR_ELEMENTS
         corr = along_x[:, 0:grid_h, :, 0:n] + along_x[:, 1:grid_h + 1, :, 1:n + 1]
         corr.add_(along_x[:, 2:grid_h + 2, :, 2:n + 2])
         del along_x
-        corr = corr.mul_(ref_scale[:, None, None, top:bottom]).view(batch, grid_h * grid_w, -1)
-        val, idx = corr.max(dim=2)
+        if ref_scale is not None:
+            corr.mul_(ref_scale[:, None, None, top:bottom])
+        val, idx = corr.view(batch, grid_h * grid_w, -1).max(dim=2)
         best = merge_best(best, (val, idx + top * ref_grid_w))
     best_val, best_idx = best
+    if ref_scale is None:
+        best_val = best_val / (PATCH_SIZE + 1e-5)
     best_val = best_val / (patch_norms(feat_in).flatten(1) + 1e-5)
     return best_idx.view(batch, grid_h, grid_w), best_val.view(batch, grid_h, grid_w)
