@@ -87,10 +87,15 @@ class RefSRTestDataset(data.Dataset):
                 disables it. Default: None.
             ref_shuffle_seed (int): The shuffle of sample ``i`` uses ``np.random.default_rng(ref_shuffle_seed + i)``,
                 independent of the global RNG state. Default: 0.
+            ref_from_other_sample (int): Irrelevant references: sample ``i`` takes the reference that sample
+                ``(i + ref_from_other_sample) mod N`` would use (its ``ref_level`` file in mode ``cufed5``, its listed
+                reference in mode ``pairs``), before any shuffle. 0 keeps each sample's own reference; values that
+                are multiples of N, and ``ref_level: lr``, are errors. Default: 0.
             scale (int): SR factor, must be 4. Default: 4.
 
     Samples: ``gt`` (3, Hg, Wg), ``lq`` (3, Hp / 4, Wp / 4), ``lq_up`` and ``ref`` (3, Hp, Wp), float32 RGB in [0, 1];
-    ``lq_path`` = ``gt_path`` and ``ref_path`` (str; the GT path when ``ref_level`` is ``'lr'``).
+    ``lq_path`` = ``gt_path`` and ``ref_path`` (str; the GT path when ``ref_level`` is ``'lr'``, the other sample's
+    reference with ``ref_from_other_sample``).
     """
 
     def __init__(self, opt):
@@ -112,7 +117,7 @@ class RefSRTestDataset(data.Dataset):
             pairs = read_pair_list(require_option(opt, 'pair_list'), self.gt_folder, ref_root)
         if self.ref_level == LR_REF:  # the reference is made from the GT itself
             pairs = [(gt_path, gt_path) for gt_path, _ in pairs]
-        self.pairs = pairs
+        self.pairs = self._borrow_references(pairs, opt.get('ref_from_other_sample') or 0)
         self._check_files_exist()
 
     def _check_shuffle_options(self):
@@ -123,6 +128,19 @@ class RefSRTestDataset(data.Dataset):
                               f'got {self.ref_shuffle_grid!r}')
         if self.ref_level == LR_REF:
             raise OptionError("option 'ref_shuffle_grid' cannot be used with 'ref_level: lr'")
+
+    def _borrow_references(self, pairs, offset):
+        """Pairs whose reference is the one of the pair ``offset`` places further (cyclically); 0 keeps them."""
+        if offset == 0:
+            return pairs
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            raise OptionError(f"option 'ref_from_other_sample' must be an integer offset, got {offset!r}")
+        if self.ref_level == LR_REF:
+            raise OptionError("option 'ref_from_other_sample' cannot be used with 'ref_level: lr'")
+        if offset % len(pairs) == 0:
+            raise OptionError(f"option 'ref_from_other_sample': offset {offset} is a multiple of the number of samples "
+                              f'({len(pairs)}), so every sample would keep its own reference')
+        return [(gt_path, pairs[(index + offset) % len(pairs)][1]) for index, (gt_path, _) in enumerate(pairs)]
 
     def _cufed5_pairs(self, ext):
         """(gt_path, ref_path) of the sorted groups XXX having an ``XXX_0{ext}`` file."""
