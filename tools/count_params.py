@@ -11,7 +11,11 @@ import sys
 from frfsr_plugin.cli.basicsr_cli import load_plugins
 from frfsr_plugin.utils.errors import UserInputError
 
-RANDOM_INIT = {'pretrained': False, 'pretrained_base': None}  # weight-file options and their random-init values
+RANDOM_INIT = {
+    'pretrained': False,
+    'pretrained_base': None,
+    'vgg16_pretrained': False
+}  # weight-file options and their random-init values
 
 
 def count_networks(opt):

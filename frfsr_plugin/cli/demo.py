@@ -3,8 +3,9 @@
 It writes, under the working folder: ``data/`` (a CUFED-like train set and a CUFED5-like test set), ``options/``
 (the YAMLs it runs), ``experiments/`` and ``results/`` (BasicSR's outputs, comparison images included) and
 ``results/demo_metrics.md``.
-The frozen parts (texture encoder, VGG19, SIFE) are randomly initialised because no pretrained weights can be
-downloaded here; put real weights into the YAMLs for meaningful correspondences.
+It first trains the contrastive texture encoder in miniature (teacher, then student, from random weights) and uses
+the student as the frozen encoder of stages 1 and 2. VGG19 and SIFE stay randomly initialised because no pretrained
+weights can be downloaded here; put real weights into the YAMLs for meaningful results.
 """
 import copy
 import os
@@ -18,6 +19,7 @@ import yaml
 from PIL import Image
 
 from frfsr_plugin.cli.demo_data import build_cufed5_like_set, build_train_set
+from frfsr_plugin.cli.demo_encoder import latest_weights, student_options, teacher_options
 
 STAGE1_NAME = 'demo_frfsr_stage1'
 STAGE2_NAME = 'demo_frfsr_stage2'
@@ -188,8 +190,28 @@ def train_and_test(train_opt, options_dir, workdir):
     return weights, osp.join(workdir, 'results', test_opt['name'], 'visualization', TEST_SET_NAME)
 
 
-def run_demo(workdir='frfsr_demo', iters=150, stage2_iters=40, gt_size=64, batch_size=4, crops_per_photo=16):
-    """Build demo data, train and test FRFSR stage 1, then stage 2 (feature reuse), and write a metrics table.
+def train_texture_encoder(data_root, options_dir, workdir):
+    """The texture-encoder chain in miniature: teacher, then student (``cli/demo_encoder.py``).
+
+    Returns:
+        str: The student's checkpoint, for ``network_extractor.pretrained``.
+    """
+    teacher_opt = teacher_options(data_root)
+    run_basicsr('train', write_yaml(osp.join(options_dir, f"{teacher_opt['name']}.yml"), teacher_opt), workdir)
+    student_opt = student_options(teacher_opt, latest_weights(workdir, teacher_opt))
+    run_basicsr('train', write_yaml(osp.join(options_dir, f"{student_opt['name']}.yml"), student_opt), workdir)
+    return latest_weights(workdir, student_opt)
+
+
+def run_demo(workdir='frfsr_demo',
+             iters=150,
+             stage2_iters=40,
+             gt_size=64,
+             batch_size=4,
+             crops_per_photo=16,
+             train_encoder=True):
+    """Build demo data, train the texture encoder (teacher, student), train and test FRFSR stage 1, then stage 2
+    (feature reuse), and write a metrics table.
 
     Args:
         workdir (str): Output folder (created). Default: ``frfsr_demo``.
@@ -198,6 +220,8 @@ def run_demo(workdir='frfsr_demo', iters=150, stage2_iters=40, gt_size=64, batch
         gt_size (int): HR training crop size (multiple of 4, at least 60). Default: 64.
         batch_size (int): Training batch size. Default: 4.
         crops_per_photo (int): Training pairs cut from each photo. Default: 16.
+        train_encoder (bool): Train the texture encoder first and use the student in stages 1 and 2 (else the
+            encoder stays random). Default: True.
 
     Returns:
         str: Path of the metrics table.
@@ -209,6 +233,8 @@ def run_demo(workdir='frfsr_demo', iters=150, stage2_iters=40, gt_size=64, batch
     options_dir = osp.join(workdir, 'options')
     os.makedirs(options_dir, exist_ok=True)
     stage1_opt = train_options(data_root, iters, gt_size, batch_size)
+    if train_encoder:
+        stage1_opt['network_extractor']['pretrained'] = train_texture_encoder(data_root, options_dir, workdir)
     stage1_weights, stage1_results = train_and_test(stage1_opt, options_dir, workdir)
     sr_dirs = {'FRFSR stage 1': stage1_results}
     if stage2_iters:

@@ -20,6 +20,11 @@ def build_parser():
         help='stage-2 (feature reuse) training iterations, 0 to skip (default: %(default)s)')
     demo.add_argument('--gt-size', type=int, default=64, help='HR training crop, multiple of 4, >= 60')
     demo.add_argument('--batch-size', type=int, default=4, help='training batch size (default: %(default)s)')
+    demo.add_argument(
+        '--no-encoder-training',
+        dest='train_encoder',
+        action='store_false',
+        help='skip the texture-encoder teacher/student training (the encoder stays random)')
     infer = commands.add_parser('infer', help='super-resolve LR images (x4) with reference images, any size')
     infer.add_argument('--opt', required=True, help='training or test YAML defining the networks')
     infer.add_argument('--weights', required=True, help='generator checkpoint written by basicsr train')
@@ -46,7 +51,12 @@ def main(argv=None):
             if args.gt_size % 4 or args.gt_size < 60:
                 raise UserInputError(f'--gt-size must be a multiple of 4 and at least 60, got {args.gt_size}.')
             from frfsr_plugin.cli.demo import run_demo
-            run_demo(args.workdir, args.iters, args.stage2_iters, args.gt_size, args.batch_size)
+            run_demo(args.workdir,
+                     args.iters,
+                     args.stage2_iters,
+                     args.gt_size,
+                     args.batch_size,
+                     train_encoder=args.train_encoder)
         else:
             from frfsr_plugin.cli.infer import run_infer
             run_infer(args)
