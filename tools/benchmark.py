@@ -1,6 +1,6 @@
 """Per-stage time and memory of FRFSR inference and training, side by side with the direct formulations.
 
-Usage: python tools/benchmark.py [--quick] [--threads N]
+Usage: python tools/benchmark.py [--quick] [--threads N] [--dcn-backend B] [--speed channels_last bf16 ...]
 
 It measures, in one run on this machine:
   * patch matching (fast shifted-product matcher vs the direct patch-vector matcher) at several LR sizes, with the
@@ -9,7 +9,10 @@ It measures, in one run on this machine:
     formulation), each in a fresh child process;
   * two-stage inference at CUFED5 size (LR 125x83, Ref 500x332) with full-size random-init networks, per stage:
     encoder, correspondence (matching, flows, pre-offsets, VGG19), SIFE, Net1, Net2;
-  * a stage-1 training step at batch 2, LR 40 (time and peak memory, in a child process).
+  * a stage-1 training step at batch 2, LR 40 (time and peak memory, in a child process);
+  * without --quick, Net1 at CUFED5 size again with each speed option of ``frfsr_plugin/utils/speed.py``
+    (channels_last, bf16 autocast) and the largest SR difference they cause.
+``--speed`` applies speed options to Net1, Net2 and the trained net of the training step.
 Times are medians of repeated runs (one run for the large stages with --quick). The last lines are ``name: value``
 pairs, one per figure.
 """
@@ -26,6 +29,7 @@ import torch.nn.functional as F
 
 import frfsr_plugin  # noqa: F401  (torchvision alias for basicsr, then registration)
 from frfsr_plugin.ops.patch_match import match_patches, match_patches_direct
+from frfsr_plugin.utils.speed import SPEED_OPTIONS, autocast_context, speed_up_network
 
 # isort: split
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -100,7 +104,9 @@ torch.manual_seed(0)
 encoder = ARCH_REGISTRY.get('FRFSRContrastiveEncoder')(pretrained=False).eval()
 correspondence = ARCH_REGISTRY.get('FRFSRCorrespondence')(pretrained=False).eval()
 sife = ARCH_REGISTRY.get('FRFSRSIFENet')(pretrained=False).eval()
-net = ARCH_REGISTRY.get('FRFSRNet')(dcn_backend='{dcn_backend}')
+from frfsr_plugin.utils.speed import autocast_context, speed_up_network
+speed = {speed}
+net = speed_up_network(ARCH_REGISTRY.get('FRFSRNet')(dcn_backend='{dcn_backend}'), speed)
 optimizer = torch.optim.Adam(net.parameters(), 1e-4)
 lq, gt, ref = torch.rand(2, 3, 40, 40), torch.rand(2, 3, 160, 160), torch.rand(2, 3, 160, 160)
 lq_up = torch.nn.functional.interpolate(lq, scale_factor=4, mode='bicubic', align_corners=False)
@@ -111,7 +117,8 @@ for _ in range({repeats}):
     with torch.no_grad():
         context = correspondence(*encoder(lq_up, ref), ref)
         context['sife_feat'] = sife(lq)
-    loss = (net(lq, context) - gt).abs().mean()
+    with autocast_context(torch.device('cpu'), speed):
+        loss = (net(lq, context).float() - gt).abs().mean()
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -121,9 +128,19 @@ print(json.dumps([times[len(times) // 2], resource.getrusage(resource.RUSAGE_SEL
 '''
 
 
-def bench_two_stage_inference(repeats, dcn_backend):
-    """Per-stage seconds of two-stage inference at CUFED5 size with full-size random-init networks."""
+def cufed5_inputs():
+    """Random LR (1, 3, 83, 125), its bicubic x4 and a Ref (1, 3, 332, 500)."""
     height, width = CUFED5_LR
+    lq, ref = torch.rand(1, 3, height, width), torch.rand(1, 3, 4 * height, 4 * width)
+    return lq, F.interpolate(lq, scale_factor=4, mode='bicubic', align_corners=False), ref
+
+
+def bench_two_stage_inference(repeats, dcn_backend, speed):
+    """Per-stage seconds of two-stage inference at CUFED5 size with full-size random-init networks.
+
+    Returns:
+        tuple[dict[str, float], dict, nn.Module]: seconds per stage, the stage-1 context, and Net1.
+    """
     torch.manual_seed(0)
     encoder = ARCH_REGISTRY.get('FRFSRContrastiveEncoder')(pretrained=False).eval()
     correspondence = ARCH_REGISTRY.get('FRFSRCorrespondence')(pretrained=False).eval()
@@ -132,8 +149,8 @@ def bench_two_stage_inference(repeats, dcn_backend):
     net2 = ARCH_REGISTRY.get('FRFSRStage2Net')(dcn_backend=dcn_backend).eval()
     reused = {}
     net1.aggregate_up_large.register_forward_hook(lambda module, args, out: reused.update(feat=out))
-    lq, ref = torch.rand(1, 3, height, width), torch.rand(1, 3, 4 * height, 4 * width)
-    lq_up = F.interpolate(lq, scale_factor=4, mode='bicubic', align_corners=False)
+    net1, net2 = speed_up_network(net1, speed), speed_up_network(net2, speed)
+    lq, lq_up, ref = cufed5_inputs()
     stages = {}
     with torch.no_grad():
         stages['encoder'] = median_seconds(lambda: encoder(lq_up, ref), repeats)
@@ -143,10 +160,31 @@ def bench_two_stage_inference(repeats, dcn_backend):
         context = correspondence(*feats, ref)
         stages['SIFE'] = median_seconds(lambda: sife(lq), repeats)
         context['sife_feat'] = sife(lq)
-        stages['Net1'] = median_seconds(lambda: net1(lq, context), repeats)
-        context['reuse_feat'] = reused['feat']
-        stages['Net2'] = median_seconds(lambda: net2(lq, context), repeats)
-    return stages
+        with autocast_context(lq.device, speed):
+            stages['Net1'] = median_seconds(lambda: net1(lq, context), repeats)
+            stage2_context = dict(context, reuse_feat=reused['feat'])
+            stages['Net2'] = median_seconds(lambda: net2(lq, stage2_context), repeats)
+    return stages, context, net1
+
+
+def bench_speed_options(net, context, repeats):
+    """Net1 seconds at CUFED5 size with no speed option and with each one alone, and the max |SR difference|."""
+    lq = cufed5_inputs()[0]
+    rows = []
+    with torch.no_grad():
+        reference = net(lq, context)
+        plain = median_seconds(lambda: net(lq, context), repeats)
+        rows.append(f'Net1 speed options: none {plain:.2f} s')
+        for option in ('channels_last', 'bf16'):
+            speed = {key: key == option for key in SPEED_OPTIONS}
+            fast_net = speed_up_network(net, speed)
+            with autocast_context(lq.device, speed):
+                seconds = median_seconds(lambda: fast_net(lq, context), repeats)
+                diff = (fast_net(lq, context).float() - reference).abs().max().item()
+            net.to(memory_format=torch.contiguous_format)
+            rows.append(f'Net1 speed options: {option} {seconds:.2f} s ({plain / seconds:.2f}x), max |SR diff| '
+                        f'{diff:.2e} (SR range [{reference.min():.2f}, {reference.max():.2f}])')
+    return rows
 
 
 def main(argv=None):
@@ -154,12 +192,15 @@ def main(argv=None):
     parser.add_argument('--quick', action='store_true', help='fewer sizes and repeats (under 3 minutes on 2 cores)')
     parser.add_argument('--threads', type=int, default=torch.get_num_threads(), help='torch threads')
     parser.add_argument('--dcn-backend', default='torchvision', help='deformable conv backend of the networks')
+    parser.add_argument('--speed', nargs='*', default=[], choices=SPEED_OPTIONS, help='speed options of Net1/Net2')
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    speed = {key: key in args.speed for key in SPEED_OPTIONS}
     repeats, big_repeats = (3, 1) if args.quick else (5, 3)
     step_repeats = 1 if args.quick else 3
-    sizes = [(40, 40), CUFED5_LR] if args.quick else [(40, 40), CUFED5_LR, (128, 128)]
-    print(f'torch {torch.__version__}, {args.threads} threads, dcn_backend {args.dcn_backend}')
+    sizes = [CUFED5_LR] if args.quick else [(40, 40), CUFED5_LR, (128, 128)]
+    print(f'torch {torch.__version__}, {args.threads} threads, dcn_backend {args.dcn_backend}, '
+          f'speed options {args.speed or "none"}')
 
     rows, figures = bench_matcher(sizes, repeats)
     print('\n'.join(rows))
@@ -170,14 +211,16 @@ def main(argv=None):
           f'{unfold:.0f} MB (unfold)')
     figures['ddf_train_peak_memory_ratio'] = ours / unfold
 
-    stages = bench_two_stage_inference(big_repeats, args.dcn_backend)
+    stages, context, net1 = bench_two_stage_inference(big_repeats, args.dcn_backend, speed)
     for name, seconds in stages.items():
         print(f'two-stage inference LR {CUFED5_LR[1]}x{CUFED5_LR[0]}, Ref {4 * CUFED5_LR[1]}x{4 * CUFED5_LR[0]}: '
               f'{name} {seconds:.2f} s')
     figures['two_stage_infer_seconds_cufed5'] = sum(stages.values())
+    if not args.quick and not any(speed.values()):
+        print('\n'.join(bench_speed_options(net1, context, big_repeats)))
 
     step_seconds, step_mb = child(
-        TRAIN_STEP_CODE.format(threads=args.threads, dcn_backend=args.dcn_backend, repeats=step_repeats))
+        TRAIN_STEP_CODE.format(threads=args.threads, dcn_backend=args.dcn_backend, repeats=step_repeats, speed=speed))
     print(f'stage-1 training step, batch 2, LR 40: {step_seconds:.2f} s, peak extra RSS {step_mb:.0f} MB')
     figures.update(train_step_seconds_b2=step_seconds, train_step_peak_mb_b2=step_mb)
     print(f'peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB')

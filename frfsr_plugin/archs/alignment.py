@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from frfsr_plugin.ops.deform_conv import PreOffsetModulatedDeformConv
+from frfsr_plugin.tiling import split_ref
 
 
 class TextureAlignment(nn.Module):
@@ -40,13 +41,16 @@ class TextureAlignment(nn.Module):
             x (Tensor): LR-branch feature, shape (B, feat_channels, H, W).
             warped_ref (Tensor | None): Ref feature warped by the flow, shape (B, C, H, W); unused (may be None)
                 without ``use_warped_ref``.
-            ref (Tensor): Raw Ref feature, shape (B, C, H, W).
+            ref (Tensor | RefWindow): Raw Ref feature, shape (B, C, H, W); in tiled restoration a
+                :class:`~frfsr_plugin.tiling.RefWindow` whose crop (B, C, H, W) feeds the offset branch and whose
+                whole map the deformable conv samples.
             pre_offset (Tensor): Pre-offsets, shape (B, 18, H, W).
 
         Returns:
             Tensor: Aligned Ref feature, shape (B, C, H, W).
         """
-        offset_input = [x, warped_ref, ref] if self.use_warped_ref else [x, ref]
+        ref_local, ref_full, origin = split_ref(ref)
+        offset_input = [x, warped_ref, ref_local] if self.use_warped_ref else [x, ref_local]
         offset_feat = F.leaky_relu(self.offset_conv1(torch.cat(offset_input, dim=1)), 0.1)
         offset_feat = F.leaky_relu(self.offset_conv2(offset_feat), 0.1)
-        return F.leaky_relu(self.dcn(ref, offset_feat, pre_offset), 0.1)
+        return F.leaky_relu(self.dcn(ref_full, offset_feat, pre_offset, origin), 0.1)

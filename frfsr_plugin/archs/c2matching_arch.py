@@ -31,8 +31,11 @@ class C2MatchingRestorationNet(nn.Module):
         dcn_backend (str): ``'torchvision'`` (default), ``'mmcv'`` or ``'pytorch'``.
     """
 
+    supports_tiling = True  # fully convolutional, Ref features read only by the FAMs (frfsr_plugin/tiling.py)
+
     def __init__(self, ngf=64, n_blocks=16, groups=8, dcn_backend='torchvision'):
         super().__init__()
+        self.ngf = ngf
         self.conv_first = nn.Conv2d(3, ngf, 3, 1, 1)
         self.content_body = nn.Sequential(*(ResidualBlockNoBN(ngf) for _ in range(n_blocks)))
         self.align = nn.ModuleDict()
@@ -46,6 +49,14 @@ class C2MatchingRestorationNet(nn.Module):
         self.tail = nn.Sequential(
             nn.Conv2d(ngf, ngf // 2, 3, 1, 1), nn.LeakyReLU(0.1, inplace=True), nn.Conv2d(ngf // 2, 3, 3, 1, 1))
         init_restoration_weights(self)
+
+    def inference_bytes_per_pixel(self):
+        """Peak memory of one forward without gradients (float32), in bytes per HR output pixel, inputs excluded.
+
+        Dominated by the deformable conv at full resolution; ``tools/measure_memory.py`` measured 6430 bytes at
+        ngf 64 on CPU, rounded up by 15% for the run-to-run variation of resident memory.
+        """
+        return 7400 + 12 * self.ngf
 
     def forward(self, lq, context):
         """

@@ -7,6 +7,7 @@ from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
+from frfsr_plugin.memory import generator_bytes_per_pixel
 from frfsr_plugin.utils.errors import OptionError
 from frfsr_plugin.utils.pretrained import load_pretrained
 
@@ -72,6 +73,7 @@ class FeatureReuseNet(nn.Module):
         if not fusion_targets:
             raise OptionError('FeatureReuseNet: fusion_targets must name at least one submodule of the base arch.')
         self.base = build_network(dict(base))
+        self.reuse_channels = reuse_channels
         self.fusions = nn.ModuleDict()
         self._reuse_feat = None
         for path, channels in fusion_targets.items():
@@ -82,6 +84,15 @@ class FeatureReuseNet(nn.Module):
         if pretrained_base is not None:
             load_pretrained(self.base, pretrained_base, 'FeatureReuseNet.pretrained_base',
                             f'a stage-1 checkpoint of {base["type"]}')
+
+    @property
+    def supports_tiling(self):
+        """Whether the base arch can be restored in tiles (``frfsr_plugin/tiling.py``); the fusions are local."""
+        return getattr(self.base, 'supports_tiling', False)
+
+    def inference_bytes_per_pixel(self):
+        """The base arch's peak memory per HR output pixel (``frfsr_plugin/memory.py``) plus the reused feature."""
+        return generator_bytes_per_pixel(self.base) + 4 * self.reuse_channels
 
     def _fuse_input(self, key, module, args):
         return (self.fusions[key](args[0], self._reuse_feat), ) + tuple(args[1:])

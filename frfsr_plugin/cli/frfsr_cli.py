@@ -40,6 +40,18 @@ def build_parser():
     infer.add_argument('--compare', action='store_true', help='also write <output>_compare.png: bicubic|SR|Ref|GT')
     infer.add_argument('--device', default='cpu', choices=('cpu', 'cuda'), help='default: %(default)s')
     infer.add_argument('--max-corr-elements', type=int, help='memory budget of one matching chunk (elements)')
+    infer.add_argument(
+        '--tile',
+        type=int,
+        help='restore in overlapping tiles of this many LR pixels (>= 32; 0: whole image); default: the '
+        "YAML's val.tile, else chosen by --max-memory-mb, else the whole image")
+    infer.add_argument(
+        '--tile-overlap', type=int, help="LR pixels shared by neighbouring tiles (<= tile / 3; default: 16)")
+    infer.add_argument(
+        '--max-memory-mb',
+        type=float,
+        help='peak memory budget in MiB (process RSS on CPU): picks the tile size and matching chunk, and stops '
+        'with an error if an image cannot fit')
     return parser
 
 
@@ -51,12 +63,13 @@ def main(argv=None):
             if args.gt_size % 4 or args.gt_size < 60:
                 raise UserInputError(f'--gt-size must be a multiple of 4 and at least 60, got {args.gt_size}.')
             from frfsr_plugin.cli.demo import run_demo
-            run_demo(args.workdir,
-                     args.iters,
-                     args.stage2_iters,
-                     args.gt_size,
-                     args.batch_size,
-                     train_encoder=args.train_encoder)
+            run_demo(
+                args.workdir,
+                args.iters,
+                args.stage2_iters,
+                args.gt_size,
+                args.batch_size,
+                train_encoder=args.train_encoder)
         else:
             from frfsr_plugin.cli.infer import run_infer
             run_infer(args)

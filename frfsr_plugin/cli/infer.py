@@ -58,12 +58,13 @@ def compare_panels(lr, sr, ref, gt):
 
 def run_infer(args):
     """Run ``frfsr infer`` with parsed arguments; returns the list of per-image metric dicts (empty without --gt)."""
-    inferencer = RefSRInferencer(args.opt, args.weights, args.device, args.max_corr_elements)
+    inferencer = RefSRInferencer(args.opt, args.weights, args.device, args.max_corr_elements, args.tile,
+                                 args.tile_overlap, args.max_memory_mb)
     pairs = list_pairs(args.lr, args.ref, args.gt, args.output)
     results = []
     for lr_path, ref_paths, gt_path, out_path in tqdm(pairs, unit='image', disable=len(pairs) == 1):
         lr, ref = read_image_rgb(lr_path), stitch_references([read_image_rgb(path) for path in ref_paths])
-        sr = inferencer(lr, ref)
+        sr = inferencer(lr, ref, ref_name=', '.join(ref_paths))
         os.makedirs(osp.dirname(osp.abspath(out_path)), exist_ok=True)
         imwrite(np.ascontiguousarray(sr[..., ::-1]), out_path)
         gt = read_image_rgb(gt_path) if gt_path else None

@@ -71,14 +71,36 @@ class FeatureReuseModel(FRFSRModel, SRGANModel):
     def reference_context(self):
         """Shared context plus ``reuse_feat`` from Net1; Net1's own SR is kept as ``self.output_stage1``."""
         context = super().reference_context()
-        self.output_stage1 = self.net_stage1(self.lq, context)
+        self.output_stage1 = self.generator_forward(self.net_stage1, self.lq, context)
         context['reuse_feat'] = self._reused_feat
         self._reused_feat = None
         return context
 
-    def test(self):
-        super().test()
-        self.output_stage1 = self.output_stage1[..., :self.output.shape[-2], :self.output.shape[-1]]
+    def restoration_context(self):
+        """The shared context without Net1, which :meth:`restore` runs on each tile."""
+        return super().reference_context()
+
+    def restore(self, net, lq, context):
+        """Net1, then Net2 with Net1's reused feature, on an LR canvas or tile.
+
+        Args:
+            net (nn.Module): Net2 (net_g or net_g_ema).
+            lq (Tensor): LR, shape (B, 3, h, w).
+            context (dict): Its shared context (a crop of :meth:`restoration_context` for a tile).
+
+        Returns:
+            dict: ``output`` (Net2's SR) and ``output_stage1`` (Net1's SR), each (B, 3, 4h, 4w).
+        """
+        output_stage1 = self.generator_forward(self.net_stage1, lq, context)
+        reuse_feat, self._reused_feat = self._reused_feat, None
+        return {
+            'output': self.generator_forward(net, lq, dict(context, reuse_feat=reuse_feat)),
+            'output_stage1': output_stage1
+        }
+
+    def restoration_networks(self, net):
+        """Net1 and Net2, which tiling requires to support it."""
+        return (self.net_stage1, net)
 
     def comparison_panels(self):
         """bicubic | stage-1 SR | stage-2 SR | Ref | GT."""
@@ -86,7 +108,7 @@ class FeatureReuseModel(FRFSRModel, SRGANModel):
         return panels[:1] + [self.output_stage1] + panels[1:]
 
     def optimize_parameters(self, current_iter):
-        self.output = self.net_g(self.lq, self.reference_context())
+        self.output = self.generator_forward(self.net_g, self.lq, self.reference_context())
         loss_dict = OrderedDict()
         adversarial = self.cri_gan is not None and current_iter > self.net_g_pretrain_steps
         if adversarial:

@@ -13,9 +13,11 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from frfsr_plugin.tiling import check_supports_tiling, parse_tile_options, restore_in_tiles
 from frfsr_plugin.utils.comparison import write_comparison
 from frfsr_plugin.utils.errors import TrainingDivergedError, UserInputError
 from frfsr_plugin.utils.pretrained import PretrainedWeightsError, load_state_dict_checked, read_state_dict
+from frfsr_plugin.utils.speed import autocast_context, parse_speed_options, speed_up_network, uncompiled
 
 
 @MODEL_REGISTRY.register()
@@ -43,17 +45,29 @@ class FRFSRModel(SRModel):
     frozen_networks = (('network_extractor', True), ('network_map', True), ('network_sife', False))
 
     def __init__(self, opt):
+        self.speed = parse_speed_options(opt)
         super().__init__(opt)
         self.nonfinite_steps = {}  # network -> consecutive skipped updates
         for key, required in self.frozen_networks:
             setattr(self, key.replace('network_', 'net_'), self.build_frozen_network(key, required))
 
     def model_to_device(self, net):
-        """BasicSR's placement, plus DistributedDataParallel on CPU (gloo) where BasicSR assumes CUDA."""
+        """BasicSR's placement, plus DistributedDataParallel on CPU (gloo) where BasicSR assumes CUDA, then the
+        ``speed`` options (channels_last, torch.compile; ``utils/speed.py``)."""
         if not self.opt['dist'] or self.device.type == 'cuda':
-            return super().model_to_device(net)
-        return torch.nn.parallel.DistributedDataParallel(
-            net.to(self.device), find_unused_parameters=self.opt.get('find_unused_parameters', False))
+            return speed_up_network(super().model_to_device(net), self.speed)
+        return speed_up_network(
+            torch.nn.parallel.DistributedDataParallel(
+                net.to(self.device), find_unused_parameters=self.opt.get('find_unused_parameters', False)), self.speed)
+
+    def get_bare_model(self, net):
+        """The network inside DDP and torch.compile wrappers."""
+        return super().get_bare_model(uncompiled(net))
+
+    def generator_forward(self, net, lq, context):
+        """``net(lq, context)`` under bf16 autocast when ``speed.bf16`` is set; the SR is returned in float32."""
+        with autocast_context(self.device, self.speed):
+            return net(lq, context).float()
 
     def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
         """Rank 0 validates (BasicSR); the other ranks wait at a barrier instead of inside the next all-reduce."""
@@ -173,7 +187,7 @@ class FRFSRModel(SRModel):
 
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad()
-        self.output = self.net_g(self.lq, self.reference_context())
+        self.output = self.generator_forward(self.net_g, self.lq, self.reference_context())
         loss_dict = OrderedDict()
         l_total = 0
         if self.cri_pix:
@@ -231,15 +245,49 @@ class FRFSRModel(SRModel):
         return False
 
     def test(self):
-        """Super-resolve the current batch with net_g_ema (if any) or net_g; crop to the unpadded GT size."""
+        """Super-resolve the current batch with net_g_ema (if any) or net_g; crop to the unpadded GT size.
+
+        With ``val.tile: {size, overlap}`` (LR pixels) the restoration runs on overlapping tiles of the LR canvas, the
+        context being computed once for the whole canvas (``frfsr_plugin/tiling.py``); this bounds the memory of big
+        images. Sets ``self.output`` and any other output of :meth:`restore`.
+        """
         net = getattr(self, 'net_g_ema', self.net_g)
+        tile_size, overlap = parse_tile_options((self.opt.get('val') or {}).get('tile'))
         was_training = net.training
         net.eval()
         with torch.no_grad():
-            self.output = net(self.lq, self.reference_context())
+            context = self.restoration_context()
+            if tile_size is None:
+                outputs = self.restore(net, self.lq, context)
+            else:
+                for network in self.restoration_networks(net):
+                    check_supports_tiling(self.get_bare_model(network))
+                outputs = restore_in_tiles(lambda lq, tile_context: self.restore(net, lq, tile_context), self.lq,
+                                           context, tile_size, overlap, self.opt.get('scale', 4))
         net.train(was_training)
-        if hasattr(self, 'gt'):
-            self.output = self.output[..., :self.gt.shape[-2], :self.gt.shape[-1]]
+        for name, output in outputs.items():
+            setattr(self, name, output[..., :self.gt.shape[-2], :self.gt.shape[-1]] if hasattr(self, 'gt') else output)
+
+    def restoration_context(self):
+        """The context of :meth:`restore` computed once per batch (tiles get crops of it): the reference context."""
+        return self.reference_context()
+
+    def restore(self, net, lq, context):
+        """Restore an LR canvas or tile.
+
+        Args:
+            net (nn.Module): The generator (net_g or net_g_ema).
+            lq (Tensor): LR, shape (B, 3, h, w).
+            context (dict): Its context (a crop of :meth:`restoration_context` for a tile).
+
+        Returns:
+            dict: ``output``, the SR image (B, 3, 4h, 4w).
+        """
+        return {'output': self.generator_forward(net, lq, context)}
+
+    def restoration_networks(self, net):
+        """The networks :meth:`restore` runs, which tiling requires to support it."""
+        return (net, )
 
     def comparison_panels(self):
         """Panels of the validation comparison: bicubic | SR | Ref | GT, cropped to the SR size."""

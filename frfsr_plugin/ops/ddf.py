@@ -17,6 +17,8 @@ with ``d_t`` the 3x3 neighbourhood in row-major order (t = 3 * row + col) and ze
 import torch
 import torch.nn.functional as F
 
+from frfsr_plugin.ops.precision import float32_op
+
 KERNEL_SIZE = 3
 TAPS = tuple(divmod(tap, KERNEL_SIZE) for tap in range(KERNEL_SIZE * KERNEL_SIZE))  # (row, col) of each tap
 
@@ -67,8 +69,9 @@ class DDFMulFunction(torch.autograd.Function):
         return grad_x, grad_channel, grad_spatial
 
 
+@float32_op
 def ddf_mul(x, channel_filter, spatial_filter):
-    """Apply a 3x3 decoupled dynamic filter with zero padding (memory-lean autograd).
+    """Apply a 3x3 decoupled dynamic filter with zero padding (memory-lean autograd; float32 under autocast).
 
     Args:
         x (Tensor): Input, shape (B, C, H, W).

@@ -7,11 +7,14 @@ mask as ``(B, G * 9, H, W)``:
 * ``mmcv``: ``mmcv.ops.modulated_deform_conv2d``, bit-identical to torchvision; needs mmcv built with its ops.
 * ``pytorch``: bilinear sampling with ``grid_sample`` followed by a matrix product. Same forward values up to float
   rounding (about 1e-6 relative) and the same gradients except at the measure-zero set of sampling points where
-  bilinear interpolation has a kink. Its backward is several times faster on CPU (see ``docs/design.md``).
+  bilinear interpolation has a kink. Its backward is several times faster on CPU (see ``docs/design.md``). It also
+  computes an output window of the whole input (``origin``), which tiled restoration needs (``frfsr_plugin/tiling.py``).
 """
 import torch
 import torch.nn.functional as F
 import torchvision
+
+from frfsr_plugin.ops.precision import float32_op
 
 DCN_BACKENDS = ('torchvision', 'mmcv', 'pytorch')
 
@@ -37,63 +40,80 @@ def check_dcn_backend(backend):
         _mmcv_modulated_deform_conv2d()
 
 
-def grid_sample_modulated_deform_conv2d(x, offset, mask, weight, bias):
+def grid_sample_modulated_deform_conv2d(x, offset, mask, weight, bias, origin=(0, 0)):
     """Modulated 3x3 deformable convolution (stride 1, padding 1, dilation 1) with ``grid_sample``.
+
+    The output grid may be smaller than the input and lie anywhere on it: tap k = (k_y, k_x) of output pixel
+    p = (i, j) samples ``x`` at ``origin + p + k - 1 + offset[p, k]`` (bilinear, zero outside ``x``). With
+    ``origin = (0, 0)`` and an output of the input's size this is the ordinary deformable conv; otherwise it is the
+    ordinary conv's output window at ``origin`` computed from the whole input (tiled restoration).
 
     Args:
         x (Tensor): Input, shape (B, C_in, H, W); C_in divisible by the number of offset groups G.
-        offset (Tensor): Shape (B, 18 G, H, W), (dy, dx) per tap, group major.
-        mask (Tensor): Shape (B, 9 G, H, W).
+        offset (Tensor): Shape (B, 18 G, h, w), (dy, dx) per tap, group major.
+        mask (Tensor): Shape (B, 9 G, h, w).
         weight (Tensor): Shape (C_out, C_in, 3, 3).
         bias (Tensor | None): Shape (C_out,).
+        origin (tuple[int, int]): Position (y, x) in ``x`` of output pixel (0, 0). Default: (0, 0).
 
     Returns:
-        Tensor: Shape (B, C_out, H, W).
+        Tensor: Shape (B, C_out, h, w).
     """
-    batch, channels, height, width = x.shape
+    batch, channels, in_height, in_width = x.shape
+    height, width = offset.shape[-2:]
     groups = offset.shape[1] // 18
     offset = offset.view(batch, groups, 9, 2, height, width)
     ys, xs = torch.meshgrid(
-        torch.arange(height, dtype=x.dtype, device=x.device),
-        torch.arange(width, dtype=x.dtype, device=x.device),
+        torch.arange(origin[0], origin[0] + height, dtype=x.dtype, device=x.device),
+        torch.arange(origin[1], origin[1] + width, dtype=x.dtype, device=x.device),
         indexing='ij')
     taps = torch.arange(3, dtype=x.dtype, device=x.device) - 1
     tap_y, tap_x = taps.repeat_interleave(3).view(9, 1, 1), taps.repeat(3).view(9, 1, 1)
-    grid_x = (xs + tap_x + offset[:, :, :, 1]) * (2.0 / max(width - 1, 1)) - 1.0
-    grid_y = (ys + tap_y + offset[:, :, :, 0]) * (2.0 / max(height - 1, 1)) - 1.0
+    grid_x = (xs + tap_x + offset[:, :, :, 1]) * (2.0 / max(in_width - 1, 1)) - 1.0
+    grid_y = (ys + tap_y + offset[:, :, :, 0]) * (2.0 / max(in_height - 1, 1)) - 1.0
     grid = torch.stack((grid_x, grid_y), dim=-1).view(batch * groups, 9 * height, width, 2)
     sampled = F.grid_sample(
-        x.reshape(batch * groups, channels // groups, height, width),
+        x.reshape(batch * groups, channels // groups, in_height, in_width),
         grid,
         mode='bilinear',
         padding_mode='zeros',
         align_corners=True)
-    sampled = sampled.view(batch, groups, channels // groups, 9, height, width) * mask.view(
-        batch, groups, 1, 9, height, width)
+    sampled = sampled.view(batch, groups, channels // groups, 9, height, width)
+    modulation = mask.view(batch, groups, 1, 9, height, width)
+    sampled = sampled * modulation if torch.is_grad_enabled() else sampled.mul_(modulation)  # in place: 1 copy less
     out = torch.matmul(weight.reshape(weight.shape[0], channels * 9), sampled.view(batch, channels * 9, -1))
     out = out.view(batch, -1, height, width)
     return out if bias is None else out + bias.view(1, -1, 1, 1)
 
 
-def modulated_deform_conv2d(x, offset, mask, weight, bias, padding=1, backend='torchvision'):
-    """Modulated deformable convolution with stride 1 and dilation 1.
+@float32_op
+def modulated_deform_conv2d(x, offset, mask, weight, bias, padding=1, backend='torchvision', origin=(0, 0)):
+    """Modulated deformable convolution with stride 1 and dilation 1 (float32 under autocast).
+
+    An output window of the whole input (``origin`` other than (0, 0), or an offset map smaller than ``x``, as in
+    tiled restoration) is computed by the ``grid_sample`` formulation whatever the backend, because torchvision's
+    and mmcv's ops tie the output size to the input size.
 
     Args:
         x (Tensor): Input, shape (B, C_in, H, W).
-        offset (Tensor): Sampling offsets, shape (B, 2 * G * k * k, H, W), (dy, dx) per tap.
-        mask (Tensor): Modulation in [0, 1], shape (B, G * k * k, H, W).
+        offset (Tensor): Sampling offsets, shape (B, 2 * G * k * k, h, w), (dy, dx) per tap; (h, w) = (H, W) unless
+            an output window is computed.
+        mask (Tensor): Modulation in [0, 1], shape (B, G * k * k, h, w).
         weight (Tensor): Kernel, shape (C_out, C_in, k, k).
         bias (Tensor | None): Bias, shape (C_out,).
         padding (int): Zero padding. Default: 1.
         backend (str): One of ``DCN_BACKENDS``. Default: ``'torchvision'``.
+        origin (tuple[int, int]): Position (y, x) in ``x`` of output pixel (0, 0). Default: (0, 0).
 
     Returns:
-        Tensor: Output, shape (B, C_out, H, W).
+        Tensor: Output, shape (B, C_out, h, w).
     """
-    if backend == 'pytorch':
+    window = tuple(origin) != (0, 0) or offset.shape[-2:] != x.shape[-2:]
+    if backend == 'pytorch' or window:
         if weight.shape[-2:] != (3, 3) or padding != 1:
-            raise ValueError('dcn_backend pytorch supports 3x3 kernels with padding 1 only.')
-        return grid_sample_modulated_deform_conv2d(x, offset, mask, weight, bias)
+            raise ValueError('the grid_sample deformable conv (dcn_backend pytorch, output windows) supports 3x3 '
+                             'kernels with padding 1 only.')
+        return grid_sample_modulated_deform_conv2d(x, offset, mask, weight, bias, origin)
     if backend == 'mmcv':
         deform_groups = offset.shape[1] // (2 * weight.shape[2] * weight.shape[3])
         return _mmcv_modulated_deform_conv2d()(x, offset, mask, weight, bias, 1, padding, 1, 1, deform_groups)
@@ -137,18 +157,20 @@ class PreOffsetModulatedDeformConv(torch.nn.Module):
         torch.nn.init.zeros_(self.conv_offset_mask.weight)
         torch.nn.init.zeros_(self.conv_offset_mask.bias)
 
-    def forward(self, x, offset_feat, pre_offset):
+    def forward(self, x, offset_feat, pre_offset, origin=(0, 0)):
         """
         Args:
             x (Tensor): Feature to sample (the raw Ref feature), shape (B, C_in, H, W).
-            offset_feat (Tensor): Feature predicting offsets and mask, shape (B, C_in, H, W).
-            pre_offset (Tensor): Correspondence offsets shared by all groups, shape (B, 18, H, W), (dy, dx) per tap.
+            offset_feat (Tensor): Feature predicting offsets and mask, shape (B, C_in, h, w); (h, w) = (H, W) except
+                for an output window (tiled restoration).
+            pre_offset (Tensor): Correspondence offsets shared by all groups, shape (B, 18, h, w), (dy, dx) per tap.
+            origin (tuple[int, int]): Position (y, x) in ``x`` of output pixel (0, 0). Default: (0, 0).
 
         Returns:
-            Tensor: Shape (B, C_out, H, W).
+            Tensor: Shape (B, C_out, h, w).
         """
         offset_mask = self.conv_offset_mask(offset_feat)
         num_offsets = 2 * self.deformable_groups * self.kernel_taps
         offset = offset_mask[:, :num_offsets] + pre_offset.repeat(1, self.deformable_groups, 1, 1)
         mask = torch.sigmoid(offset_mask[:, num_offsets:])
-        return modulated_deform_conv2d(x, offset, mask, self.weight, self.bias, backend=self.backend)
+        return modulated_deform_conv2d(x, offset, mask, self.weight, self.bias, backend=self.backend, origin=origin)

@@ -17,6 +17,7 @@ Both process the ref side in chunks so that one chunk's correlation buffer stays
 import torch
 import torch.nn.functional as F
 
+from frfsr_plugin.ops.precision import float32_op
 from frfsr_plugin.utils.errors import InputSizeError
 
 PATCH_SIZE = 3
@@ -38,6 +39,7 @@ def merge_best(best, candidate):
     return torch.where(better, candidate[0], best[0]), torch.where(better, candidate[1], best[1])
 
 
+@float32_op
 def match_patches_direct(feat_in, feat_ref, max_corr_elements=DEFAULT_MAX_CORR_ELEMENTS):
     """Find, for every 3x3 input patch, the most similar 3x3 ref patch (patch-vector formulation).
 
@@ -85,6 +87,7 @@ def patch_norms(feat):
     return F.avg_pool2d(feat.square().sum(1, keepdim=True), PATCH_SIZE, stride=1).mul(PATCH_SIZE**2).sqrt()[:, 0]
 
 
+@float32_op
 def match_patches(feat_in, feat_ref, max_corr_elements=DEFAULT_MAX_CORR_ELEMENTS):
     """Find, for every 3x3 input patch, the most similar 3x3 ref patch (shifted per-pixel formulation).
 

@@ -1,0 +1,114 @@
+"""Peak-memory estimates of inference (float32, batch 1, no gradients) and the tile size that fits a budget.
+
+Above the process's baseline (interpreter, torch, weights), one image has two phases:
+
+* global, over the whole HR canvas of N pixels: contrastive encoder, patch matching, VGG19 Ref features, flows,
+  warping and SIFE, ``GLOBAL_BYTES_PER_PIXEL * N`` plus the matcher's chunk buffers (:func:`matching_bytes`, bounded
+  by ``max_corr_elements``);
+* restoration: the context kept for the tiles (:func:`kept_bytes_per_pixel`, counted from the tensors' channels)
+  plus one tile's forward, the generators' bytes per HR pixel (``inference_bytes_per_pixel()`` of the arch) times
+  the tile's HR pixels.
+
+The constants are the slopes of peak resident memory between two image sizes, measured on CPU in fresh processes by
+``tools/measure_memory.py`` (``ru_maxrss`` minus the resident memory just before the measured call).
+"""
+import math
+import os
+
+from frfsr_plugin.archs.correspondence_arch import LEVEL_SCALES
+from frfsr_plugin.archs.frfsr_arch import REF_CHANNELS
+from frfsr_plugin.tiling import tile_spans
+
+FLOAT_BYTES = 4
+GLOBAL_BYTES_PER_PIXEL = 1300  # measured 1108 (encoder, matching less its chunks, VGG19, flows, warping, SIFE), +15%
+DEFAULT_BYTES_PER_PIXEL = 8000  # a tileable generator without inference_bytes_per_pixel(): FRFSRNet's defaults
+PRE_OFFSET_CHANNELS = 18
+
+
+def matching_bytes(lr_size, max_corr_elements):
+    """Peak bytes of the matcher's chunk buffers (``ops/patch_match.py::match_patches``).
+
+    A chunk holds the per-pixel products of all LR pixels with ``rows + 2`` Ref feature rows, at most
+    ``max_corr_elements`` elements but never fewer than 3 rows; two such buffers are alive at once (the products and
+    their sum along x, then that sum and the correlation).
+
+    Args:
+        lr_size (tuple[int, int]): (h, w) of the LR canvas; the Ref's encoder features have the same size.
+        max_corr_elements (int): The matcher's chunk budget in elements.
+
+    Returns:
+        int: Bytes.
+    """
+    height, width = lr_size
+    row = height * width * width  # products of every LR pixel with one Ref feature row
+    rows = min(height, max(3, max_corr_elements // row))
+    return 2 * FLOAT_BYTES * row * rows
+
+
+def largest_corr_elements(lr_size, available):
+    """The largest matcher chunk (elements) whose buffers fit ``available`` bytes; 0 if not even 3 Ref rows fit."""
+    height, width = lr_size
+    elements = int(available // (2 * FLOAT_BYTES))
+    return elements if elements >= 3 * height * width * width else 0
+
+
+def kept_bytes_per_pixel(sife_channels, num_outputs):
+    """Bytes per HR canvas pixel alive while tiles run: images, context and the blended outputs.
+
+    Args:
+        sife_channels (int): Channels of the SIFE feature (0 without SIFE).
+        num_outputs (int): SR images produced (1 for stage 1, 2 for the two-stage model).
+
+    Returns:
+        float: Bytes per HR pixel.
+    """
+    hr_fraction = [(scale / max(LEVEL_SCALES))**2 for scale in LEVEL_SCALES]  # pixels of each level per HR pixel
+    ref_and_warped = 2 * sum(channels * fraction for channels, fraction in zip(REF_CHANNELS, hr_fraction))
+    pre_offsets = PRE_OFFSET_CHANNELS * sum(hr_fraction)
+    images = 3 + 3 + 3 / 16  # lq_up, Ref, lq
+    return FLOAT_BYTES * (ref_and_warped + pre_offsets + sife_channels / 16 + images + 3 * num_outputs)
+
+
+def generator_bytes_per_pixel(net):
+    """Peak bytes per HR output pixel of one forward of ``net`` (its ``inference_bytes_per_pixel()`` if defined)."""
+    estimate = getattr(net, 'inference_bytes_per_pixel', None)
+    return estimate() if estimate is not None else DEFAULT_BYTES_PER_PIXEL
+
+
+def resident_bytes(device='cpu'):
+    """Memory in use now: the process's resident set on CPU (0 where ``/proc`` is absent), allocated tensors on
+    CUDA."""
+    if str(device).startswith('cuda'):
+        import torch
+        return torch.cuda.memory_allocated(device)
+    try:
+        with open('/proc/self/statm', encoding='ascii') as statm:
+            return int(statm.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+    except OSError:
+        return 0
+
+
+def tile_pixels(lr_size, size, overlap):
+    """LR pixels of the largest tile of a canvas (:func:`~frfsr_plugin.tiling.tile_spans`); the canvas if one tile."""
+    return math.prod(max(stop - start for start, stop in tile_spans(length, size, overlap)) for length in lr_size)
+
+
+def largest_tile(available, bytes_per_pixel, lr_size, min_size, overlap, scale=4):
+    """The largest tile size (LR pixels) whose biggest tile's forward fits ``available`` bytes.
+
+    Args:
+        available (float): Bytes left for one tile's forward.
+        bytes_per_pixel (float): Peak bytes per HR pixel of the tile's forward.
+        lr_size (tuple[int, int]): (h, w) of the LR canvas.
+        min_size (int): Smallest acceptable tile size (the whole canvas is always acceptable).
+        overlap (int): LR pixels shared by neighbouring tiles.
+        scale (int): HR pixels per LR pixel along each side. Default: 4.
+
+    Returns:
+        int: The tile size, ``max(h, w)`` when the whole canvas fits, 0 when not even ``min_size`` fits.
+    """
+    whole = max(lr_size)
+    for size in range(whole, min(min_size, whole) - 1, -1):
+        if bytes_per_pixel * scale**2 * tile_pixels(lr_size, size, overlap) <= available:
+            return size
+    return 0
