@@ -76,8 +76,7 @@ def generator_bytes_per_pixel(net):
 
 
 def resident_bytes(device='cpu'):
-    """Memory in use now: the process's resident set on CPU (0 where ``/proc`` is absent), allocated tensors on
-    CUDA."""
+    """Memory in use now: the process's resident set on CPU (0 without ``/proc``), allocated tensors on CUDA."""
     if str(device).startswith('cuda'):
         import torch
         return torch.cuda.memory_allocated(device)

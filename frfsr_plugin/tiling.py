@@ -85,7 +85,7 @@ def parse_tile_options(tile, option='val.tile'):
 
 
 def check_supports_tiling(net, option='val.tile'):
-    """Raise :class:`OptionError` unless ``net`` (unwrapped from DDP) declares ``supports_tiling``."""
+    """Raise :class:`OptionError` unless ``net`` (a bare module, not a DDP wrapper) declares ``supports_tiling``."""
     if not getattr(net, 'supports_tiling', False):
         raise OptionError(f'{option}: {type(net).__name__} cannot be restored in tiles (it does not declare '
                           '`supports_tiling`); remove the tile option or raise the memory budget.')
