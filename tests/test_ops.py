@@ -5,8 +5,7 @@ import torch.nn.functional as F
 import torchvision
 
 from frfsr_plugin.ops.ddf import ddf_mul, ddf_mul_unfold
-from frfsr_plugin.ops.deform_conv import (PreOffsetModulatedDeformConv, grid_sample_modulated_deform_conv2d,
-                                          modulated_deform_conv2d)
+from frfsr_plugin.ops.deform_conv import PreOffsetModulatedDeformConv, modulated_deform_conv2d
 from frfsr_plugin.ops.flow import flow_to_pre_offsets, flow_warp, index_to_flow, upscale_flow
 from frfsr_plugin.ops.patch_match import match_patches, match_patches_direct
 
@@ -157,18 +156,60 @@ def test_dcn_offset_mask_branch_starts_at_zero():
     assert torch.count_nonzero(dcn.conv_offset_mask.weight) == 0 and torch.count_nonzero(dcn.conv_offset_mask.bias) == 0
 
 
-def test_pytorch_dcn_backend_matches_torchvision():
-    x = torch.randn(2, 16, 12, 14)
-    offset = (torch.randn(2, 8 * 18, 12, 14) * 2.5).requires_grad_()
-    mask = torch.rand(2, 8 * 9, 12, 14).requires_grad_()
-    weight, bias = torch.randn(24, 16, 3, 3).requires_grad_(), torch.randn(24).requires_grad_()
+def dcn_inputs(integer_offsets, dtype=torch.float64):
+    generator = torch.Generator().manual_seed(int(integer_offsets))
+    offset = torch.randn(2, 8 * 18, 12, 14, generator=generator, dtype=dtype) * 2.5
+    if integer_offsets:  # an untrained FAM samples at the integer pre-offset positions, the kinks of bilinear
+        offset = offset.round()
+    tensors = (torch.randn(2, 16, 12, 14, generator=generator,
+                           dtype=dtype), offset, torch.rand(2, 8 * 9, 12, 14, generator=generator, dtype=dtype),
+               torch.randn(24, 16, 3, 3, generator=generator,
+                           dtype=dtype), torch.randn(24, generator=generator, dtype=dtype))
+    return [tensor.requires_grad_() for tensor in tensors]
+
+
+@pytest.mark.parametrize('integer_offsets', [False, True])
+@pytest.mark.parametrize('backend', ['torchvision', 'pytorch'])
+def test_dcn_backward_equals_torchvision_autograd(backend, integer_offsets):
+    """Our backward (ModulatedDeformConvFunction) against torchvision's own: all five gradients, float64."""
+    x, offset, mask, weight, bias = dcn_inputs(integer_offsets)
     expected = torchvision.ops.deform_conv2d(x, offset, weight, bias, padding=1, mask=mask)
-    ours = grid_sample_modulated_deform_conv2d(x, offset, mask, weight, bias)
-    assert torch.allclose(ours, expected, rtol=1e-5, atol=1e-4)  # values up to ~20
-    grads_tv = torch.autograd.grad(expected.square().sum(), [mask, weight, bias])
-    grads_ours = torch.autograd.grad(ours.square().sum(), [mask, weight, bias])
-    for a, b in zip(grads_tv, grads_ours):
-        assert torch.allclose(a, b, rtol=1e-4, atol=1e-3)
+    ours = modulated_deform_conv2d(x, offset, mask, weight, bias, backend=backend)
+    assert type(ours.grad_fn).__name__ == 'ModulatedDeformConvFunctionBackward'
+    assert torch.allclose(ours, expected, rtol=0, atol=1e-12)
+    grad_out = torch.randn_like(expected)
+    grads_expected = torch.autograd.grad(expected, (x, offset, mask, weight, bias), grad_out)
+    grads_ours = torch.autograd.grad(ours, (x, offset, mask, weight, bias), grad_out)
+    for name, a, b in zip(('x', 'offset', 'mask', 'weight', 'bias'), grads_expected, grads_ours):
+        assert torch.allclose(a, b, rtol=0, atol=1e-10), name
+
+
+def test_dcn_output_window_backward_equals_cropped_full_conv():
+    """Tiled restoration's output window: gradients equal torchvision's full conv with grad_out zero outside it."""
+    x, offset, mask, weight, bias = dcn_inputs(integer_offsets=False)
+    top, left, height, width = 3, 5, 6, 7
+    window = (slice(None), slice(None), slice(top, top + height), slice(left, left + width))
+    full = torchvision.ops.deform_conv2d(x, offset, weight, bias, padding=1, mask=mask)
+    ours = modulated_deform_conv2d(x, offset[window], mask[window], weight, bias, origin=(top, left))
+    assert torch.allclose(ours, full[window], rtol=0, atol=1e-12)
+    grad_window = torch.randn_like(ours)
+    grad_full = torch.zeros_like(full)
+    grad_full[window] = grad_window
+    x_f, offset_f, mask_f, weight_f, bias_f = torch.autograd.grad(full, (x, offset, mask, weight, bias), grad_full)
+    x_o, offset_o, mask_o, weight_o, bias_o = torch.autograd.grad(ours, (x, offset, mask, weight, bias), grad_window)
+    for expected, got in ((x_f, x_o), (weight_f, weight_o), (bias_f, bias_o), (offset_f, offset_o), (mask_f, mask_o)):
+        assert torch.allclose(expected, got, rtol=0, atol=1e-10)
+
+
+def test_dcn_backward_float32_tracks_float64():
+    inputs64 = dcn_inputs(integer_offsets=True)
+    inputs32 = [tensor.detach().float().requires_grad_() for tensor in inputs64]
+    grads = []
+    for inputs in (inputs64, inputs32):
+        out = modulated_deform_conv2d(*inputs)
+        grads.append(torch.autograd.grad(out.square().sum(), inputs))
+    for exact, single in zip(*grads):
+        assert torch.allclose(single.double(), exact, rtol=1e-4, atol=1e-3 * exact.abs().max())
 
 
 def test_unknown_dcn_backend_is_rejected():

@@ -66,9 +66,9 @@ def test_bf16_autocast_stays_close_and_keeps_dcn_in_float32(tiny_generator_and_c
     dcn_dtypes = []
     original = deform_conv.grid_sample_modulated_deform_conv2d  # the tiny nets use dcn_backend pytorch
 
-    def recording(x, offset, mask, weight, bias, *args):
+    def recording(x, offset, mask, weight, bias, **kwargs):
         dcn_dtypes.extend(tensor.dtype for tensor in (x, offset, mask, weight))
-        return original(x, offset, mask, weight, bias, *args)
+        return original(x, offset, mask, weight, bias, **kwargs)
 
     monkeypatch.setattr(deform_conv, 'grid_sample_modulated_deform_conv2d', recording)
     speed = {'channels_last': False, 'bf16': True, 'compile': False}

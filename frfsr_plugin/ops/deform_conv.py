@@ -6,14 +6,20 @@ mask as ``(B, G * 9, H, W)``:
 * ``torchvision`` (default): ``torchvision.ops.deform_conv2d``.
 * ``mmcv``: ``mmcv.ops.modulated_deform_conv2d``, bit-identical to torchvision; needs mmcv built with its ops.
 * ``pytorch``: bilinear sampling with ``grid_sample`` followed by a matrix product. Same forward values up to float
-  rounding (about 1e-6 relative) and the same gradients except at the measure-zero set of sampling points where
-  bilinear interpolation has a kink. Its backward is several times faster on CPU (see ``docs/design.md``). It also
-  computes an output window of the whole input (``origin``), which tiled restoration needs (``frfsr_plugin/tiling.py``).
+  rounding; faster than torchvision's op on CPU. It also computes an output window of the whole input (``origin``),
+  which tiled restoration needs (``frfsr_plugin/tiling.py``).
+
+On CPU the ``torchvision`` and ``pytorch`` backends (and output windows on any device) differentiate through
+:class:`~frfsr_plugin.ops.deform_conv_function.ModulatedDeformConvFunction`, whose backward gives torchvision's
+gradients about 10x faster than torchvision's CPU backward (``docs/design.md``).
 """
+import functools
+
 import torch
-import torch.nn.functional as F
 import torchvision
 
+from frfsr_plugin.ops.deform_conv_function import (ModulatedDeformConvFunction, normalized_grid, sample_bilinear,
+                                                   sampling_positions)
 from frfsr_plugin.ops.precision import float32_op
 
 DCN_BACKENDS = ('torchvision', 'mmcv', 'pytorch')
@@ -59,26 +65,10 @@ def grid_sample_modulated_deform_conv2d(x, offset, mask, weight, bias, origin=(0
     Returns:
         Tensor: Shape (B, C_out, h, w).
     """
-    batch, channels, in_height, in_width = x.shape
+    batch, channels = x.shape[:2]
     height, width = offset.shape[-2:]
     groups = offset.shape[1] // 18
-    offset = offset.view(batch, groups, 9, 2, height, width)
-    ys, xs = torch.meshgrid(
-        torch.arange(origin[0], origin[0] + height, dtype=x.dtype, device=x.device),
-        torch.arange(origin[1], origin[1] + width, dtype=x.dtype, device=x.device),
-        indexing='ij')
-    taps = torch.arange(3, dtype=x.dtype, device=x.device) - 1
-    tap_y, tap_x = taps.repeat_interleave(3).view(9, 1, 1), taps.repeat(3).view(9, 1, 1)
-    grid_x = (xs + tap_x + offset[:, :, :, 1]) * (2.0 / max(in_width - 1, 1)) - 1.0
-    grid_y = (ys + tap_y + offset[:, :, :, 0]) * (2.0 / max(in_height - 1, 1)) - 1.0
-    grid = torch.stack((grid_x, grid_y), dim=-1).view(batch * groups, 9 * height, width, 2)
-    sampled = F.grid_sample(
-        x.reshape(batch * groups, channels // groups, in_height, in_width),
-        grid,
-        mode='bilinear',
-        padding_mode='zeros',
-        align_corners=True)
-    sampled = sampled.view(batch, groups, channels // groups, 9, height, width)
+    sampled = sample_bilinear(x, normalized_grid(*sampling_positions(offset, origin), x.shape[-2:]), groups)
     modulation = mask.view(batch, groups, 1, 9, height, width)
     sampled = sampled * modulation if torch.is_grad_enabled() else sampled.mul_(modulation)  # in place: 1 copy less
     out = torch.matmul(weight.reshape(weight.shape[0], channels * 9), sampled.view(batch, channels * 9, -1))
@@ -109,14 +99,26 @@ def modulated_deform_conv2d(x, offset, mask, weight, bias, padding=1, backend='t
         Tensor: Output, shape (B, C_out, h, w).
     """
     window = tuple(origin) != (0, 0) or offset.shape[-2:] != x.shape[-2:]
-    if backend == 'pytorch' or window:
-        if weight.shape[-2:] != (3, 3) or padding != 1:
-            raise ValueError('the grid_sample deformable conv (dcn_backend pytorch, output windows) supports 3x3 '
-                             'kernels with padding 1 only.')
-        return grid_sample_modulated_deform_conv2d(x, offset, mask, weight, bias, origin)
-    if backend == 'mmcv':
+    if (backend == 'pytorch' or window) and (weight.shape[-2:] != (3, 3) or padding != 1):
+        raise ValueError('the grid_sample deformable conv (dcn_backend pytorch, output windows) supports 3x3 '
+                         'kernels with padding 1 only.')
+    if backend == 'mmcv' and not window:
         deform_groups = offset.shape[1] // (2 * weight.shape[2] * weight.shape[3])
         return _mmcv_modulated_deform_conv2d()(x, offset, mask, weight, bias, 1, padding, 1, 1, deform_groups)
+    if backend == 'pytorch' or window:
+        forward_fn = functools.partial(grid_sample_modulated_deform_conv2d, origin=origin)
+    else:
+        forward_fn = functools.partial(torchvision_modulated_deform_conv2d, padding=padding)
+        if x.device.type != 'cpu' or weight.shape[-2:] != (3, 3) or padding != 1:
+            return forward_fn(x, offset, mask, weight, bias)  # torchvision's own CUDA backward is fast
+    tensors = (x, offset, mask, weight, bias)
+    if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)):
+        return forward_fn(*tensors)
+    return ModulatedDeformConvFunction.apply(forward_fn, *tensors, origin)
+
+
+def torchvision_modulated_deform_conv2d(x, offset, mask, weight, bias, padding=1):
+    """``torchvision.ops.deform_conv2d`` with stride 1 and dilation 1; arguments as :func:`modulated_deform_conv2d`."""
     return torchvision.ops.deform_conv2d(x, offset, weight, bias, stride=1, padding=padding, dilation=1, mask=mask)
 
 
