@@ -17,39 +17,32 @@ import os
 
 from frfsr_plugin.archs.correspondence_arch import LEVEL_SCALES
 from frfsr_plugin.archs.frfsr_arch import REF_CHANNELS
+from frfsr_plugin.ops.patch_match import matching_plan
 from frfsr_plugin.tiling import tile_spans
 
 FLOAT_BYTES = 4
 GLOBAL_BYTES_PER_PIXEL = 1300  # measured 1108 (encoder, matching less its chunks, VGG19, flows, warping, SIFE), +15%
-DEFAULT_BYTES_PER_PIXEL = 8000  # a tileable generator without inference_bytes_per_pixel(): FRFSRNet's defaults
+DEFAULT_BYTES_PER_PIXEL = 8600  # a tileable generator without inference_bytes_per_pixel(): FRFSRNet's defaults
 PRE_OFFSET_CHANNELS = 18
 
 
 def matching_bytes(lr_size, max_corr_elements):
-    """Peak bytes of the matcher's chunk buffers (``ops/patch_match.py::match_patches``).
-
-    A chunk holds the per-pixel products of all LR pixels with ``rows + 2`` Ref feature rows, at most
-    ``max_corr_elements`` elements but never fewer than 3 rows; two such buffers are alive at once (the products and
-    their sum along x, then that sum and the correlation).
+    """Peak bytes of the matcher's buffers (``ops/patch_match.py::matching_plan``), batch 1.
 
     Args:
         lr_size (tuple[int, int]): (h, w) of the LR canvas; the Ref's encoder features have the same size.
-        max_corr_elements (int): The matcher's chunk budget in elements.
+        max_corr_elements (int): The matcher's budget in elements (0: the smallest plan, one Ref patch row per chunk).
 
     Returns:
         int: Bytes.
     """
-    height, width = lr_size
-    row = height * width * width  # products of every LR pixel with one Ref feature row
-    rows = min(height, max(3, max_corr_elements // row))
-    return 2 * FLOAT_BYTES * row * rows
+    return FLOAT_BYTES * matching_plan(1, lr_size, lr_size, max_corr_elements)[2]
 
 
 def largest_corr_elements(lr_size, available):
-    """The largest matcher chunk (elements) whose buffers fit ``available`` bytes; 0 if not even 3 Ref rows fit."""
-    height, width = lr_size
-    elements = int(available // (2 * FLOAT_BYTES))
-    return elements if elements >= 3 * height * width * width else 0
+    """The largest matcher budget (elements) that fits ``available`` bytes; 0 if not even the smallest plan fits."""
+    elements = int(available // FLOAT_BYTES)
+    return elements if elements >= matching_bytes(lr_size, 0) // FLOAT_BYTES else 0
 
 
 def kept_bytes_per_pixel(sife_channels, num_outputs):

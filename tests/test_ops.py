@@ -7,7 +7,7 @@ import torchvision
 from frfsr_plugin.ops.ddf import ddf_mul, ddf_mul_unfold
 from frfsr_plugin.ops.deform_conv import PreOffsetModulatedDeformConv, modulated_deform_conv2d
 from frfsr_plugin.ops.flow import flow_to_pre_offsets, flow_warp, index_to_flow, upscale_flow
-from frfsr_plugin.ops.patch_match import match_patches, match_patches_direct
+from frfsr_plugin.ops.patch_match import match_patches, match_patches_direct, matching_plan
 
 
 def flow_from_features(feat_in, feat_ref, matcher=match_patches, **kwargs):
@@ -87,7 +87,19 @@ def test_fast_matcher_equals_direct_on_random_features_with_zero_vectors_and_chu
     feat_ref[:, :, 4:6, 3:7] = 0  # all-zero feature vectors: their windows have patch norm < 3
     feat_in[:, :, 0:2, 0:3] = 0
     assert_same_matches_as_direct(feat_in, feat_ref)
-    assert_same_matches_as_direct(feat_in, feat_ref, max_corr_elements=2 * 13 * 17 * 11 * 3)  # one ref row a chunk
+    # the smallest plan: one ref patch row (3 feature rows) per chunk, one input row per block
+    assert_same_matches_as_direct(feat_in, feat_ref, max_corr_elements=5 * 2 * 17 * 11 * 3)
+
+
+@pytest.mark.parametrize('budget, plan', [(5 * 2 * 17 * 11 * 3, (1, 1)), (9000, (2, 2)), (2**20, (13, 13))])
+def test_fast_matcher_chunks_and_blocks_give_identical_matches_within_budget(budget, plan):
+    """Ref chunks and input-row blocks, with partial last ones, leave the matches unchanged; buffers fit the budget."""
+    feat_in, feat_ref = torch.randn(2, 32, 13, 17), torch.randn(2, 32, 15, 11)
+    ref_rows, block_rows, elements = matching_plan(2, (13, 17), (15, 11), budget)
+    assert (ref_rows, block_rows) == plan and elements <= budget
+    expected_idx, expected_val = match_patches(feat_in, feat_ref)
+    idx, val = match_patches(feat_in, feat_ref, max_corr_elements=budget)
+    assert torch.equal(idx, expected_idx) and torch.allclose(val, expected_val, atol=1e-6)
 
 
 def test_fast_matcher_equals_direct_on_real_photo_features():

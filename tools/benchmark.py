@@ -12,7 +12,9 @@ It measures, in one run on this machine:
   * a stage-1 training step at batch 2, LR 40 (time and peak memory, in a child process);
   * without --quick, Net1 at CUFED5 size again with each speed option of ``frfsr_plugin/utils/speed.py``
     (channels_last, bf16 autocast) and the largest SR difference they cause.
-``--speed`` applies speed options to Net1, Net2 and the trained net of the training step.
+``--speed`` applies speed options to Net1, Net2 and the trained net of the training step. Inference runs with freed
+CPU memory retained, as ``frfsr infer`` and ``basicsr test`` do (``frfsr_plugin/utils/cpu_allocator.py``); the
+training step keeps the C library's defaults, as ``basicsr train`` does.
 Times are medians of repeated runs (one run for the large stages with --quick). The last lines are ``name: value``
 pairs, one per figure.
 """
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 
 import frfsr_plugin  # noqa: F401  (torchvision alias for basicsr, then registration)
 from frfsr_plugin.ops.patch_match import match_patches, match_patches_direct
+from frfsr_plugin.utils.cpu_allocator import retain_freed_cpu_memory
 from frfsr_plugin.utils.speed import SPEED_OPTIONS, autocast_context, speed_up_network
 
 # isort: split
@@ -195,12 +198,13 @@ def main(argv=None):
     parser.add_argument('--speed', nargs='*', default=[], choices=SPEED_OPTIONS, help='speed options of Net1/Net2')
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    retained = retain_freed_cpu_memory()  # as frfsr infer and basicsr test; the training step's child keeps defaults
     speed = {key: key in args.speed for key in SPEED_OPTIONS}
     repeats, big_repeats = (3, 1) if args.quick else (5, 3)
     step_repeats = 1 if args.quick else 3
     sizes = [CUFED5_LR] if args.quick else [(40, 40), CUFED5_LR, (128, 128)]
     print(f'torch {torch.__version__}, {args.threads} threads, dcn_backend {args.dcn_backend}, '
-          f'speed options {args.speed or "none"}')
+          f'speed options {args.speed or "none"}, freed CPU memory retained (inference): {retained}')
 
     rows, figures = bench_matcher(sizes, repeats)
     print('\n'.join(rows))

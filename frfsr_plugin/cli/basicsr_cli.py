@@ -17,6 +17,7 @@ import yaml
 
 import frfsr_plugin  # noqa: F401  (compat alias and registration before basicsr is used)
 from frfsr_plugin.cli.option_checks import check_forced_options, check_registered_types, check_required_options
+from frfsr_plugin.utils.cpu_allocator import retain_freed_cpu_memory
 from frfsr_plugin.utils.errors import TrainingDivergedError, UserInputError
 
 COMMANDS = ('train', 'test')
@@ -122,6 +123,8 @@ def run(command, args):
     basicsr.train.load_resume_state = load_resume_state
     basicsr.utils.options.init_dist = init_dist
     basicsr.train.build_model = basicsr.test.build_model = build_model_with_determinism
+    if command == 'test':
+        retain_freed_cpu_memory()  # 40% faster CPU inference (utils/cpu_allocator.py)
     sys.argv = [f'basicsr {command}'] + args
     pipeline = basicsr.train.train_pipeline if command == 'train' else basicsr.test.test_pipeline
     pipeline(os.getcwd())

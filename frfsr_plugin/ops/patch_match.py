@@ -7,12 +7,13 @@ patches by their norm (+1e-5) and return, for every input patch, the arg-max ref
   and multiply, ``9 C N_in N_ref`` multiply-adds.
 * :func:`match_patches` computes the per-pixel inner products ``M = A^T B`` once (``C N_in N_ref`` multiply-adds)
   and gets every patch correlation as the sum of ``M`` over the 9 aligned shifts (two passes of 3), about 9x
-  fewer multiply-adds. After normalisation every ref pixel feature is a unit vector, so every ref patch norm is the
-  constant 3 and needs no per-patch division; only when some ref feature vector is (numerically) zero, and so stays
-  0 rather than becoming a unit vector, do the patch norms come from a 3x3 box sum of the per-pixel squared norms,
-  which handles that case exactly.
+  fewer multiply-adds. ``M`` is formed a few input rows at a time and reduced to each row's best match at once, so
+  the memory-bound shift sums stay in cache and ``M`` is never held whole. After normalisation every ref pixel
+  feature is a unit vector, so every ref patch norm is the constant 3 and needs no per-patch division; only when
+  some ref feature vector is (numerically) zero, and so stays 0 rather than becoming a unit vector, do the patch
+  norms come from a 3x3 box sum of the per-pixel squared norms, which handles that case exactly.
 
-Both process the ref side in chunks so that one chunk's correlation buffer stays under ``max_corr_elements``.
+Both process the ref side in chunks so that their buffers stay under ``max_corr_elements``.
 """
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,7 @@ from frfsr_plugin.utils.errors import InputSizeError
 
 PATCH_SIZE = 3
 DEFAULT_MAX_CORR_ELEMENTS = 2**29  # 2 GiB of fp32 correlation per chunk, as the original code
+CACHE_BLOCK_ELEMENTS = 2**23  # products of one block of input rows: about 32 MiB
 NORMALIZE_EPS = 1e-12  # F.normalize's default: smaller feature vectors do not become unit vectors
 
 
@@ -87,13 +89,40 @@ def patch_norms(feat):
     return F.avg_pool2d(feat.square().sum(1, keepdim=True), PATCH_SIZE, stride=1).mul(PATCH_SIZE**2).sqrt()[:, 0]
 
 
+def matching_plan(batch, in_size, ref_size, max_corr_elements):
+    """Ref rows per chunk and input rows per product block of :func:`match_patches`, and its buffer elements.
+
+    For one chunk of ``n`` Ref patch rows (``n + 2`` feature rows), the per-pixel products of one input row take
+    ``B W (n + 2) W_r`` elements. Alive at once: the products of a block of ``k`` input rows, three rows of their sums
+    along x and one correlation row, at most ``(k + 4)`` such rows. ``n`` is the largest that fits the budget with
+    ``k = 1``; ``k`` then fills what is left, up to about 32 MiB, so that the shift sums of a block run in cache.
+
+    Args:
+        batch (int): B.
+        in_size (tuple[int, int]): (H, W) of the input feature map.
+        ref_size (tuple[int, int]): (H_r, W_r) of the Ref feature map.
+        max_corr_elements (int): Budget in elements.
+
+    Returns:
+        tuple[int, int, int]: Ref patch rows per chunk (at least 1), input rows per block (at least 1), and the
+        elements of the buffers alive at once.
+    """
+    (in_height, in_width), (ref_h, ref_w) = in_size, ref_size
+    per_ref_row = batch * in_width * ref_w
+    ref_rows = min(ref_h - 2, max(1, max_corr_elements // (5 * per_ref_row) - (PATCH_SIZE - 1)))
+    row_elements = per_ref_row * (ref_rows + PATCH_SIZE - 1)
+    block_rows = max(1, min(max_corr_elements // row_elements - 4, CACHE_BLOCK_ELEMENTS // row_elements, in_height))
+    return ref_rows, block_rows, (block_rows + 4) * row_elements
+
+
 @float32_op
 def match_patches(feat_in, feat_ref, max_corr_elements=DEFAULT_MAX_CORR_ELEMENTS):
     """Find, for every 3x3 input patch, the most similar 3x3 ref patch (shifted per-pixel formulation).
 
     Gives the same matches as :func:`match_patches_direct` up to float rounding (ties aside) with about 9x fewer
-    multiply-adds. Ref rows are processed in chunks whose per-pixel product buffer has at most ``max_corr_elements``
-    elements.
+    multiply-adds. Ref rows are processed in chunks and input rows in blocks (:func:`matching_plan`): the products of
+    a block are summed along x row by row and along y over the last three rows, and each input row's best match is
+    kept, so the buffers alive at once stay under ``max_corr_elements`` elements and the shift sums run in cache.
 
     Args:
         feat_in (Tensor): Input (LR-side) features, shape (B, C, H, W).
@@ -113,26 +142,39 @@ def match_patches(feat_in, feat_ref, max_corr_elements=DEFAULT_MAX_CORR_ELEMENTS
     in_flat = feat_in.flatten(2).transpose(1, 2)  # (B, H W, C)
     ref_scale = None if unit_ref else 1.0 / (patch_norms(feat_ref) + 1e-5)  # (B, H_r - 2, W_r - 2)
 
-    rows = max(1, max_corr_elements // (batch * height * width * ref_w) - (PATCH_SIZE - 1))
-    best = None
-    for top in range(0, ref_grid_h, rows):
-        bottom = min(top + rows, ref_grid_h)
-        ref_rows = feat_ref[:, :, top:bottom + PATCH_SIZE - 1].flatten(2)  # (B, C, (n + 2) W_r)
-        products = torch.bmm(in_flat, ref_rows).view(batch, height, width, bottom - top + PATCH_SIZE - 1, ref_w)
-        # sum the 9 aligned shifts in two passes of 3: along x (input and ref together), then along y
+    ref_rows, block_rows = matching_plan(batch, (height, width), (ref_h, ref_w), max_corr_elements)[:2]
+    best_val = feat_in.new_full((batch, grid_h, grid_w), -float('inf'))
+    best_idx = torch.zeros(batch, grid_h, grid_w, dtype=torch.long, device=feat_in.device)
+    for top in range(0, ref_grid_h, ref_rows):
+        bottom = min(top + ref_rows, ref_grid_h)
         n = bottom - top
-        along_x = products[:, :, 0:grid_w, :, 0:ref_grid_w] + products[:, :, 1:grid_w + 1, :, 1:ref_grid_w + 1]
-        along_x.add_(products[:, :, 2:grid_w + 2, :, 2:ref_grid_w + 2])
-        del products
-        corr = along_x[:, 0:grid_h, :, 0:n] + along_x[:, 1:grid_h + 1, :, 1:n + 1]
-        corr.add_(along_x[:, 2:grid_h + 2, :, 2:n + 2])
-        del along_x
-        if ref_scale is not None:
-            corr.mul_(ref_scale[:, None, None, top:bottom])
-        val, idx = corr.view(batch, grid_h * grid_w, -1).max(dim=2)
-        best = merge_best(best, (val, idx + top * ref_grid_w))
-    best_val, best_idx = best
+        ref_chunk = feat_ref[:, :, top:bottom + PATCH_SIZE - 1].flatten(2)  # (B, C, (n + 2) W_r)
+        products = in_flat.new_empty(batch, block_rows * width, (n + PATCH_SIZE - 1) * ref_w)  # reused per block
+        sums_along_x = [in_flat.new_empty(batch, grid_w, n + PATCH_SIZE - 1, ref_grid_w) for _ in range(PATCH_SIZE)]
+        corr = in_flat.new_empty(batch, grid_w, n, ref_grid_w)
+        for block_top in range(0, height, block_rows):
+            block = in_flat[:, block_top * width:(block_top + block_rows) * width]
+            block_products = torch.bmm(block, ref_chunk, out=products if block.shape[1] == products.shape[1] else None)
+            block_products = block_products.view(batch, -1, width, n + PATCH_SIZE - 1, ref_w)
+            for row in range(block_products.shape[1]):
+                # sum the 9 aligned shifts in two passes of 3: along x (input and ref together), then along y
+                row_products = block_products[:, row]  # (B, W, n + 2, W_r)
+                input_row = block_top + row
+                along_x = sums_along_x[input_row % PATCH_SIZE]  # a ring of the last three input rows
+                torch.add(
+                    row_products[:, 0:grid_w, :, 0:ref_grid_w],
+                    row_products[:, 1:grid_w + 1, :, 1:ref_grid_w + 1],
+                    out=along_x).add_(row_products[:, 2:, :, 2:])
+                if input_row < PATCH_SIZE - 1:
+                    continue
+                above, middle, below = (sums_along_x[(input_row + shift) % PATCH_SIZE] for shift in (1, 2, 0))
+                torch.add(above[:, :, 0:n], middle[:, :, 1:n + 1], out=corr).add_(below[:, :, 2:n + 2])
+                if ref_scale is not None:
+                    corr.mul_(ref_scale[:, None, top:bottom])
+                val, idx = corr.view(batch, grid_w, -1).max(dim=2)
+                grid_row = input_row - (PATCH_SIZE - 1)
+                best_val[:, grid_row], best_idx[:, grid_row] = merge_best(
+                    (best_val[:, grid_row], best_idx[:, grid_row]), (val, idx + top * ref_grid_w))
     if ref_scale is None:
         best_val = best_val / (PATCH_SIZE + 1e-5)
-    best_val = best_val / (patch_norms(feat_in).flatten(1) + 1e-5)
-    return best_idx.view(batch, grid_h, grid_w), best_val.view(batch, grid_h, grid_w)
+    return best_idx, best_val / (patch_norms(feat_in) + 1e-5)
