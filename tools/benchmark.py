@@ -9,7 +9,7 @@ It measures, in one run on this machine:
     formulation), each in a fresh child process;
   * two-stage inference at CUFED5 size (LR 125x83, Ref 500x332) with full-size random-init networks, per stage:
     encoder, correspondence (matching, flows, pre-offsets, VGG19), SIFE, Net1, Net2;
-  * a stage-1 training step at batch 2, LR 40 (time and peak memory, in a child process);
+  * a stage-1 training step at batch 2, LR 40 (time after one warm-up step, and peak memory, in a child process);
   * without --quick, Net1 at CUFED5 size again with each speed option of ``frfsr_plugin/utils/speed.py``
     (channels_last, bf16 autocast) and the largest SR difference they cause.
 ``--speed`` applies speed options to Net1, Net2 and the trained net of the training step. Inference runs with freed
@@ -115,7 +115,7 @@ lq, gt, ref = torch.rand(2, 3, 40, 40), torch.rand(2, 3, 160, 160), torch.rand(2
 lq_up = torch.nn.functional.interpolate(lq, scale_factor=4, mode='bicubic', align_corners=False)
 times = []
 base = current_rss_mb()
-for _ in range({repeats}):
+for _ in range({repeats} + 1):  # the first step warms up (first-call set-up of kernels and allocator), not timed
     start = time.perf_counter()
     with torch.no_grad():
         context = correspondence(*encoder(lq_up, ref), ref)
@@ -126,7 +126,7 @@ for _ in range({repeats}):
     loss.backward()
     optimizer.step()
     times.append(time.perf_counter() - start)
-times.sort()
+times = sorted(times[1:])
 print(json.dumps([times[len(times) // 2], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base]))
 '''
 
