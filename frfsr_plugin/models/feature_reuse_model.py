@@ -8,7 +8,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from frfsr_plugin.archs.feature_reuse_arch import get_submodule_checked
 from frfsr_plugin.models.frfsr_model import FRFSRModel
-from frfsr_plugin.utils.errors import MissingOptionError, OptionError
+from frfsr_plugin.utils.errors import OptionError
 
 SOURCE_PORTS = ('input', 'output')
 
@@ -35,11 +35,8 @@ class FeatureReuseModel(FRFSRModel, SRGANModel):
 
     def __init__(self, opt):
         super().__init__(opt)
-        load_path = self.opt['path'].get('pretrain_network_stage1')
-        if load_path is None:
-            raise MissingOptionError('path.pretrain_network_stage1 is missing: the feature reuse framework needs the '
-                                     'stage-1 checkpoint (net_g_*.pth of a stage-1 run).')
-        self.load_network(self.net_stage1, load_path, True, self.opt['path'].get('param_key_stage1', 'params'))
+        self.load_frozen_network(
+            'stage1', 'the feature reuse framework needs the stage-1 checkpoint (net_g_*.pth of a stage-1 run).')
         reuse_opt = self.opt.get('feature_reuse') or {}
         port = reuse_opt.get('port', 'output')
         if 'source' not in reuse_opt or port not in SOURCE_PORTS:
@@ -71,10 +68,14 @@ class FeatureReuseModel(FRFSRModel, SRGANModel):
     def reference_context(self):
         """Shared context plus ``reuse_feat`` from Net1; Net1's own SR is kept as ``self.output_stage1``."""
         context = super().reference_context()
-        self.output_stage1 = self.generator_forward(self.net_stage1, self.lq, context)
-        context['reuse_feat'] = self._reused_feat
-        self._reused_feat = None
+        self.output_stage1, context['reuse_feat'] = self.run_stage1(self.lq, context)
         return context
+
+    def run_stage1(self, lq, context):
+        """Frozen Net1 on ``lq`` (B, 3, h, w): its SR (B, 3, 4h, 4w) and the reused feature its hook captured."""
+        output_stage1 = self.generator_forward(self.net_stage1, lq, context)
+        reuse_feat, self._reused_feat = self._reused_feat, None
+        return output_stage1, reuse_feat
 
     def restoration_context(self):
         """The shared context without Net1, which :meth:`restore` runs on each tile."""
@@ -91,8 +92,7 @@ class FeatureReuseModel(FRFSRModel, SRGANModel):
         Returns:
             dict: ``output`` (Net2's SR) and ``output_stage1`` (Net1's SR), each (B, 3, 4h, 4w).
         """
-        output_stage1 = self.generator_forward(self.net_stage1, lq, context)
-        reuse_feat, self._reused_feat = self._reused_feat, None
+        output_stage1, reuse_feat = self.run_stage1(lq, context)
         return {
             'output': self.generator_forward(net, lq, dict(context, reuse_feat=reuse_feat)),
             'output_stage1': output_stage1

@@ -15,7 +15,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from frfsr_plugin.tiling import check_supports_tiling, parse_tile_options, restore_in_tiles
 from frfsr_plugin.utils.comparison import write_comparison
-from frfsr_plugin.utils.errors import TrainingDivergedError, UserInputError
+from frfsr_plugin.utils.errors import MissingOptionError, TrainingDivergedError, UserInputError
 from frfsr_plugin.utils.pretrained import PretrainedWeightsError, load_state_dict_checked, read_state_dict
 from frfsr_plugin.utils.speed import autocast_context, parse_speed_options, speed_up_network, uncompiled
 
@@ -95,6 +95,20 @@ class FRFSRModel(SRModel):
                                          f'(file keys e.g. {", ".join(list(weights)[:5])}).')
         self._print_different_keys_loading(bare, weights, strict)
         bare.load_state_dict(weights, strict=False)
+
+    def load_frozen_network(self, name, what):
+        """Load ``net_<name>`` strictly from ``path.pretrain_network_<name>`` (key ``path.param_key_<name>``, default
+        ``params``); a missing path raises :class:`MissingOptionError` saying ``what`` checkpoint belongs there.
+
+        Args:
+            name (str): Network name, e.g. ``'stage1'`` or ``'teacher'``.
+            what (str): The rest of the error message, e.g. ``'the student needs the teacher checkpoint (...)'``.
+        """
+        load_path = self.opt['path'].get(f'pretrain_network_{name}')
+        if load_path is None:
+            raise MissingOptionError(f'path.pretrain_network_{name} is missing: {what}')
+        self.load_network(
+            getattr(self, f'net_{name}'), load_path, True, self.opt['path'].get(f'param_key_{name}', 'params'))
 
     def save_network(self, net, net_label, current_iter, param_key='params'):
         """BasicSR's checkpoint, written to ``models/.incomplete/`` and then renamed into place (atomic)."""

@@ -123,11 +123,8 @@ class TextureEncoderStudentModel(TextureEncoderTeacherModel):
 
     def __init__(self, opt):
         super().__init__(opt)
-        teacher_path = self.opt['path'].get('pretrain_network_teacher')
-        if teacher_path is None:
-            raise MissingOptionError('path.pretrain_network_teacher is missing: the student needs the teacher '
-                                     'checkpoint (net_g_*.pth of a TextureEncoderTeacherModel run).')
-        self.load_network(self.net_teacher, teacher_path, True, self.opt['path'].get('param_key_teacher', 'params'))
+        self.load_frozen_network(
+            'teacher', 'the student needs the teacher checkpoint (net_g_*.pth of a TextureEncoderTeacherModel run).')
 
     def init_training_settings(self):
         super().init_training_settings()
