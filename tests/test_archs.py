@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 
+from frfsr_plugin.archs.aggregation import ESA
 from frfsr_plugin.utils.pretrained import PretrainedWeightsError
 
 
@@ -130,3 +131,39 @@ def test_vgg19_loads_subset_of_torchvision_file(tmp_path):
     correspondence = ARCH_REGISTRY.get('FRFSRCorrespondence')(pretrained=str(path))
     assert torch.equal(correspondence.vgg.features[10].weight, full.features[10].weight)
     assert not any(p.requires_grad for p in correspondence.parameters())
+
+
+def saved_bytes(fn, *inputs):
+    """Bytes of the distinct storages autograd keeps for backward while ``fn(*inputs)`` runs."""
+    storages = {}
+
+    def pack(tensor):
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        out = fn(*inputs)
+    return out, sum(storages.values())
+
+
+def test_esa_recomputes_its_attention_map_with_identical_gradients():
+    torch.manual_seed(0)
+    esa = ESA(16)
+    x = torch.randn(2, 16, 30, 34, requires_grad=True)
+
+    def direct(x):  # the ESA formula with every intermediate kept by autograd
+        c1_ = esa.conv1(x)
+        pooled = F.max_pool2d(esa.conv2(c1_), kernel_size=7, stride=3)
+        c3 = F.relu(esa.conv3(F.relu(esa.conv_max(pooled))))
+        c3 = F.interpolate(esa.conv3_(c3), size=x.shape[-2:], mode='bilinear', align_corners=False)
+        return x * torch.sigmoid(esa.conv4(c3 + esa.conv_f(c1_)))
+
+    ours, ours_bytes = saved_bytes(esa, x)
+    expected, expected_bytes = saved_bytes(direct, x)
+    assert torch.equal(ours, expected)
+    grad_out = torch.randn_like(ours)
+    ours_grads = torch.autograd.grad(ours, [x] + list(esa.parameters()), grad_out)
+    expected_grads = torch.autograd.grad(expected, [x] + list(esa.parameters()), grad_out)
+    for a, b in zip(ours_grads, expected_grads):
+        assert torch.allclose(a, b, rtol=0, atol=1e-6)
+    assert expected_bytes - ours_bytes >= x.numel() * 4  # the (B, C, H, W) sigmoid map is not kept

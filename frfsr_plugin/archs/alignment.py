@@ -51,6 +51,6 @@ class TextureAlignment(nn.Module):
         """
         ref_local, ref_full, origin = split_ref(ref)
         offset_input = [x, warped_ref, ref_local] if self.use_warped_ref else [x, ref_local]
-        offset_feat = F.leaky_relu(self.offset_conv1(torch.cat(offset_input, dim=1)), 0.1)
-        offset_feat = F.leaky_relu(self.offset_conv2(offset_feat), 0.1)
-        return F.leaky_relu(self.dcn(ref_full, offset_feat, pre_offset, origin), 0.1)
+        offset_feat = F.leaky_relu(self.offset_conv1(torch.cat(offset_input, dim=1)), 0.1, inplace=True)
+        offset_feat = F.leaky_relu(self.offset_conv2(offset_feat), 0.1, inplace=True)
+        return F.leaky_relu(self.dcn(ref_full, offset_feat, pre_offset, origin), 0.1, inplace=True)

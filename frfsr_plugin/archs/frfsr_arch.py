@@ -19,7 +19,8 @@ REF_CHANNELS = (64, 128, 256)  # VGG19 relu1_1, relu2_1, relu3_1
 
 
 def lrelu(x):
-    return F.leaky_relu(x, 0.1)
+    """LeakyReLU(0.1) in place: only for fresh outputs of convs and pixel shuffles that nothing else holds."""
+    return F.leaky_relu(x, 0.1, inplace=True)
 
 
 @ARCH_REGISTRY.register()
