@@ -15,6 +15,8 @@ patches by their norm (+1e-5) and return, for every input patch, the arg-max ref
 
 Both process the ref side in chunks so that their buffers stay under ``max_corr_elements``.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -149,12 +151,13 @@ def match_patches(feat_in, feat_ref, max_corr_elements=DEFAULT_MAX_CORR_ELEMENTS
         bottom = min(top + ref_rows, ref_grid_h)
         n = bottom - top
         ref_chunk = feat_ref[:, :, top:bottom + PATCH_SIZE - 1].flatten(2)  # (B, C, (n + 2) W_r)
-        products = in_flat.new_empty(batch, block_rows * width, (n + PATCH_SIZE - 1) * ref_w)  # reused per block
+        products = in_flat.new_empty(batch * block_rows * width * (n + PATCH_SIZE - 1) * ref_w)  # reused per block
         sums_along_x = [in_flat.new_empty(batch, grid_w, n + PATCH_SIZE - 1, ref_grid_w) for _ in range(PATCH_SIZE)]
         corr = in_flat.new_empty(batch, grid_w, n, ref_grid_w)
         for block_top in range(0, height, block_rows):
             block = in_flat[:, block_top * width:(block_top + block_rows) * width]
-            block_products = torch.bmm(block, ref_chunk, out=products if block.shape[1] == products.shape[1] else None)
+            block_shape = (batch, block.shape[1], ref_chunk.shape[2])  # the last block may have fewer rows
+            block_products = torch.bmm(block, ref_chunk, out=products[:math.prod(block_shape)].view(block_shape))
             block_products = block_products.view(batch, -1, width, n + PATCH_SIZE - 1, ref_w)
             for row in range(block_products.shape[1]):
                 # sum the 9 aligned shifts in two passes of 3: along x (input and ref together), then along y
