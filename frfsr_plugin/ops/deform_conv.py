@@ -99,18 +99,20 @@ def modulated_deform_conv2d(x, offset, mask, weight, bias, padding=1, backend='t
         Tensor: Output, shape (B, C_out, h, w).
     """
     window = tuple(origin) != (0, 0) or offset.shape[-2:] != x.shape[-2:]
-    if (backend == 'pytorch' or window) and (weight.shape[-2:] != (3, 3) or padding != 1):
+    grid_sample_form = backend == 'pytorch' or window
+    three_by_three = weight.shape[-2:] == (3, 3) and padding == 1  # what the grid_sample formulas cover
+    if grid_sample_form and not three_by_three:
         raise ValueError('the grid_sample deformable conv (dcn_backend pytorch, output windows) supports 3x3 '
                          'kernels with padding 1 only.')
     if backend == 'mmcv' and not window:
         deform_groups = offset.shape[1] // (2 * weight.shape[2] * weight.shape[3])
         return _mmcv_modulated_deform_conv2d()(x, offset, mask, weight, bias, 1, padding, 1, 1, deform_groups)
-    if backend == 'pytorch' or window:
+    if grid_sample_form:
         forward_fn = functools.partial(grid_sample_modulated_deform_conv2d, origin=origin)
     else:
         forward_fn = functools.partial(torchvision_modulated_deform_conv2d, padding=padding)
-        if x.device.type != 'cpu' or weight.shape[-2:] != (3, 3) or padding != 1:
-            return forward_fn(x, offset, mask, weight, bias)  # torchvision's own CUDA backward is fast
+        if x.device.type != 'cpu' or not three_by_three:
+            return forward_fn(x, offset, mask, weight, bias)  # torchvision's own backward (fast on CUDA)
     tensors = (x, offset, mask, weight, bias)
     if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)):
         return forward_fn(*tensors)

@@ -89,9 +89,11 @@ def bilinear_slope(x, pos_y, pos_x, groups, axis):
     """
     in_size = x.shape[-2:]
     if axis == 0:
-        low, high = (pos_y.floor(), pos_x), (pos_y.floor() + 1, pos_x)
+        floor_y = pos_y.floor()
+        low, high = (floor_y, pos_x), (floor_y + 1, pos_x)
     else:
-        low, high = (pos_y, pos_x.floor()), (pos_y, pos_x.floor() + 1)
+        floor_x = pos_x.floor()
+        low, high = (pos_y, floor_x), (pos_y, floor_x + 1)
     return sample_bilinear(x, normalized_grid(*high, in_size),
                            groups).sub_(sample_bilinear(x, normalized_grid(*low, in_size), groups))
 

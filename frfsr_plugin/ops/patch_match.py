@@ -58,9 +58,7 @@ def match_patches_direct(feat_in, feat_ref, max_corr_elements=DEFAULT_MAX_CORR_E
             shape (B, H - 2, W - 2), int64.
             max_val: Cosine similarity of the best pair, shape (B, H - 2, W - 2).
     """
-    if feat_in.shape[-2] < PATCH_SIZE or feat_in.shape[-1] < PATCH_SIZE or min(feat_ref.shape[-2:]) < PATCH_SIZE:
-        raise InputSizeError(f'Feature maps must be at least {PATCH_SIZE}x{PATCH_SIZE} to match patches, got '
-                             f'{tuple(feat_in.shape[-2:])} and {tuple(feat_ref.shape[-2:])}.')
+    check_feature_sizes(feat_in, feat_ref)
     batch, _, height, width = feat_in.shape
     patches_in = F.unfold(F.normalize(feat_in, dim=1), PATCH_SIZE)  # (B, 9C, N_in)
     patches_ref = F.unfold(F.normalize(feat_ref, dim=1), PATCH_SIZE)  # (B, 9C, N_ref)
