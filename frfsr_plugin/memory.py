@@ -22,7 +22,7 @@ from frfsr_plugin.tiling import tile_spans
 
 FLOAT_BYTES = 4
 GLOBAL_BYTES_PER_PIXEL = 1300  # measured 1108 (encoder, matching less its chunks, VGG19, flows, warping, SIFE), +15%
-DEFAULT_BYTES_PER_PIXEL = 8600  # a tileable generator without inference_bytes_per_pixel(): FRFSRNet's defaults
+DEFAULT_BYTES_PER_PIXEL = 9400  # a tileable generator without inference_bytes_per_pixel(): FRFSRNet's defaults
 PRE_OFFSET_CHANNELS = 18
 
 
