@@ -8,6 +8,8 @@ from basicsr.utils import img2tensor
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
+from frfsr_plugin.data.realworld_degradation import (BLOCK_KEY, check_degradable_size, draw_degradation_kernels,
+                                                     parse_realworld_options)
 from frfsr_plugin.data.transforms import (check_scale, dihedral_augment, list_image_names, make_lr_pair,
                                           pil_bicubic_resize, read_image_rgb, require_option)
 from frfsr_plugin.utils.errors import OptionError
@@ -68,7 +70,10 @@ class ContrastiveHomographyDataset(data.Dataset):
     x4 up ("LR-up"), the encoder input of the student. In training the randomness comes from numpy's global state,
     which BasicSR seeds per worker; otherwise (validation, ``phase != 'train'``) there is no augmentation and the
     homography of pair ``i`` comes from ``numpy.random.default_rng([homography_seed, i])``, so held-out pairs are
-    the same in every run.
+    the same in every run. With ``realworld_degradation`` (training only) the LR-up image is not made here: the
+    sample carries Real-ESRGAN's three kernels instead (drawn last, so from the same random state the images equal
+    the bicubic sample's) and the student model makes LR-up from image 1 degraded on its device, to distil an
+    encoder for degraded LR.
 
     Args:
         opt (dict): Options:
@@ -80,10 +85,13 @@ class ContrastiveHomographyDataset(data.Dataset):
             homography_seed (int): Seed of the validation homographies. Default: 0.
             scale (int): Factor of the LR-up image, must be 4. Default: 4.
             phase (str): Set by BasicSR; ``'train'`` selects random sampling.
+            realworld_degradation (dict | None): Real-ESRGAN's degradation options for the LR-up image (as in
+                ``RefCUFEDDataset``), training only; null: PIL bicubic. Default: None.
 
     Samples: ``img1``, ``img1_lr_up``, ``img2`` (3, gt_size, gt_size) float32 RGB in [0, 1]; ``gt_map``
     (2, gt_size, gt_size) float32, the (x, y) pixel position in ``img2`` of every ``img1`` pixel (it may lie outside
-    ``img2``); ``img1_path`` (str).
+    ``img2``); ``img1_path`` (str). With ``realworld_degradation``: no ``img1_lr_up``, but ``kernel1``, ``kernel2``
+    and ``sinc_kernel`` (square float32 tensors).
     """
 
     def __init__(self, opt):
@@ -102,6 +110,12 @@ class ContrastiveHomographyDataset(data.Dataset):
         if not isinstance(self.max_corner_shift, int) or self.max_corner_shift < 0:
             raise OptionError(
                 f"option 'max_corner_shift' must be a non-negative integer, got {self.max_corner_shift!r}")
+        self.degradation = parse_realworld_options(opt.get(BLOCK_KEY))
+        if self.degradation is not None:
+            if not self.is_train:
+                raise OptionError(f"option '{BLOCK_KEY}' is for training datasets only (phase 'train'); validation "
+                                  'pairs keep the PIL-bicubic LR-up image')
+            check_degradable_size(self.degradation, self.gt_size, self.gt_size, self.scale, "option 'gt_size'")
         self.names = list_image_names(self.folder, 'dataroot_in')
 
     def __len__(self):
@@ -123,8 +137,13 @@ class ContrastiveHomographyDataset(data.Dataset):
                                  vflip=self.use_flip and flips[1],
                                  transpose=self.use_rot and flips[2])
         img2, gt_map = warp_with_homography(img1, random_homography(self.gt_size, self.max_corner_shift, rng))
-        _, img1_lr_up = make_lr_pair(img1, self.scale)
-        tensors = img2tensor([img.astype(np.float32) / 255. for img in (img1, img1_lr_up, img2)], bgr2rgb=False)
-        sample = dict(zip(('img1', 'img1_lr_up', 'img2'), tensors))
+        images = {'img1': img1}
+        if self.degradation is None:
+            images['img1_lr_up'] = make_lr_pair(img1, self.scale)[1]
+        images['img2'] = img2
+        sample = dict(
+            zip(images, img2tensor([img.astype(np.float32) / 255. for img in images.values()], bgr2rgb=False)))
         sample.update(gt_map=torch.from_numpy(gt_map), img1_path=path)
+        if self.degradation is not None:
+            sample.update(draw_degradation_kernels(self.degradation))
         return sample

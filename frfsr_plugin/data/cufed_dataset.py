@@ -6,6 +6,8 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
+from frfsr_plugin.data.realworld_degradation import (BLOCK_KEY, check_degradable_size, draw_degradation_kernels,
+                                                     parse_realworld_options)
 from frfsr_plugin.data.transforms import (check_scale, color_jitter, dihedral_augment, list_image_names, make_lr_pair,
                                           make_sample, pad_to, pil_bicubic_resize, read_image_rgb, require_option,
                                           shuffle_patches)
@@ -21,8 +23,11 @@ class RefCUFEDDataset(data.Dataset):
     Per sample: the reference is optionally colour-jittered and PIL-bicubic resized to gt_size x gt_size; the input is
     zero-padded (bottom/right) to at least gt_size and randomly cropped to gt_size x gt_size; both get the same random
     flips/transpose; the LR and its up-sampled version are made from the augmented input by PIL bicubic; finally the
-    reference tiles are shuffled with probability ``ref_shuffle_prob``. All randomness comes from numpy's global state,
-    which BasicSR seeds per worker, so samples are reproducible for a given seed.
+    reference tiles are shuffled with probability ``ref_shuffle_prob``. With ``realworld_degradation`` the LR is not
+    made here: the sample carries the three blur kernels of Real-ESRGAN's pipeline instead, drawn after everything
+    else (so from the same random state GT and reference equal the bicubic sample's), and the model degrades the GT
+    batch on its device (``frfsr_plugin/ops/realworld_degradation.py``). All randomness comes from numpy's (and, for
+    the kernels, Python's) global state, which BasicSR seeds per worker, so samples are reproducible for a given seed.
 
     Args:
         opt (dict): Options:
@@ -37,9 +42,13 @@ class RefCUFEDDataset(data.Dataset):
             scale (int): SR factor, must be 4. Default: 4.
             skip_unreadable (bool): A sample whose input or reference is missing, truncated or not an image is
                 replaced by the next readable one, with a logged warning, instead of stopping training. Default: False.
+            realworld_degradation (dict | None): Real-ESRGAN's degradation options for the LR side (its key names;
+                keys left out take its x4 values; ``frfsr_plugin/data/realworld_degradation.py``); null: PIL bicubic
+                LR, the paper's protocol. Default: None.
 
     Samples: ``gt``, ``ref``, ``lq_up`` (3, gt_size, gt_size), ``lq`` (3, gt_size / 4, gt_size / 4), float32 RGB in
-    [0, 1]; ``lq_path`` = ``gt_path`` and ``ref_path`` (str).
+    [0, 1]; ``lq_path`` = ``gt_path`` and ``ref_path`` (str). With ``realworld_degradation``: no ``lq`` / ``lq_up``,
+    but ``kernel1`` (k1, k1), ``kernel2`` (k2, k2) and ``sinc_kernel`` (21, 21) float32 tensors.
     """
 
     def __init__(self, opt):
@@ -55,6 +64,7 @@ class RefCUFEDDataset(data.Dataset):
         self.ref_shuffle_grid = opt.get('ref_shuffle_grid', 5)
         self.use_color_jitter = opt.get('use_color_jitter', False)
         self.skip_unreadable = opt.get('skip_unreadable', False)
+        self.degradation = parse_realworld_options(opt.get(BLOCK_KEY))
         self._check_options()
         self.names = list_image_names(self.gt_folder, 'dataroot_gt')
         self._check_refs()
@@ -67,6 +77,8 @@ class RefCUFEDDataset(data.Dataset):
         if not isinstance(self.ref_shuffle_grid, int) or not 1 <= self.ref_shuffle_grid <= self.gt_size:
             raise OptionError(f"option 'ref_shuffle_grid' must be an integer in [1, gt_size], "
                               f'got {self.ref_shuffle_grid!r}')
+        if self.degradation is not None:
+            check_degradable_size(self.degradation, self.gt_size, self.gt_size, self.scale, "option 'gt_size'")
 
     def _check_refs(self):
         ref_names = set(list_image_names(self.ref_folder, 'dataroot_ref'))
@@ -100,10 +112,11 @@ class RefCUFEDDataset(data.Dataset):
                                    hflip=self._coin(self.use_flip),
                                    vflip=self._coin(self.use_flip),
                                    transpose=self._coin(self.use_rot))
-        lq, lq_up = make_lr_pair(gt, self.scale)
         if np.random.rand() < self.ref_shuffle_prob:
             ref = shuffle_patches(ref, self.ref_shuffle_grid, np.random)
-        return make_sample(gt, lq, lq_up, ref, gt_path, ref_path)
+        if self.degradation is None:
+            return make_sample(gt, *make_lr_pair(gt, self.scale), ref, gt_path, ref_path)
+        return {**make_sample(gt, None, None, ref, gt_path, ref_path), **draw_degradation_kernels(self.degradation)}
 
     def _random_crop(self, img):
         """Zero-pad (bottom/right) an (H, W, 3) image to at least gt_size, then crop a random (gt_size, gt_size, 3)."""

@@ -244,17 +244,18 @@ def make_sample(gt, lq, lq_up, ref, gt_path, ref_path):
 
     Args:
         gt (ndarray): (H, W, 3) uint8 HR ground truth.
-        lq (ndarray): (h, w, 3) uint8 LR input.
-        lq_up (ndarray): (h * scale, w * scale, 3) uint8 up-sampled LR.
+        lq (ndarray | None): (h, w, 3) uint8 LR input; None leaves it out (the model synthesises it from ``gt``).
+        lq_up (ndarray | None): (h * scale, w * scale, 3) uint8 up-sampled LR; None leaves it out.
         ref (ndarray): (h * scale, w * scale, 3) uint8 reference.
         gt_path (str): GT file, also stored as ``lq_path`` (BasicSR names its outputs after it).
         ref_path (str): Reference file.
 
     Returns:
-        dict: ``gt``, ``lq``, ``lq_up``, ``ref``: float32 RGB (3, H, W) tensors in [0, 1]; ``lq_path``, ``gt_path``,
-        ``ref_path``: str.
+        dict: ``gt``, ``lq``, ``lq_up``, ``ref`` (those given): float32 RGB (3, H, W) tensors in [0, 1]; ``lq_path``,
+        ``gt_path``, ``ref_path``: str.
     """
-    tensors = img2tensor([img.astype(np.float32) / 255. for img in (gt, lq, lq_up, ref)], bgr2rgb=False)
-    sample = dict(zip(('gt', 'lq', 'lq_up', 'ref'), tensors))
+    images = {key: img for key, img in zip(('gt', 'lq', 'lq_up', 'ref'), (gt, lq, lq_up, ref)) if img is not None}
+    tensors = img2tensor([img.astype(np.float32) / 255. for img in images.values()], bgr2rgb=False)
+    sample = dict(zip(images, tensors))
     sample.update(lq_path=gt_path, gt_path=gt_path, ref_path=ref_path)
     return sample

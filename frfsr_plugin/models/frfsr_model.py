@@ -13,9 +13,12 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from frfsr_plugin.data.realworld_degradation import (BLOCK_KEY, KERNEL_BATCH_KEYS, parse_realworld_options,
+                                                     train_degradation_block)
+from frfsr_plugin.ops.realworld_degradation import RealWorldDegradation, upsample_like_pil
 from frfsr_plugin.tiling import check_supports_tiling, parse_tile_options, restore_in_tiles
 from frfsr_plugin.utils.comparison import write_comparison
-from frfsr_plugin.utils.errors import MissingOptionError, TrainingDivergedError, UserInputError
+from frfsr_plugin.utils.errors import MissingOptionError, OptionError, TrainingDivergedError, UserInputError
 from frfsr_plugin.utils.pretrained import PretrainedWeightsError, load_state_dict_checked, read_state_dict
 from frfsr_plugin.utils.speed import autocast_context, parse_speed_options, speed_up_network, uncompiled
 
@@ -39,10 +42,13 @@ class FRFSRModel(SRModel):
            ``visualization/comparisons/<dataset>/`` and logs the first ``val.comparison_tb_images`` (default 3) to
            TensorBoard; ``val.comparisons: false`` turns this off.
 
-    Batches carry ``lq`` (B, 3, h, w), ``lq_up`` (B, 3, 4h, 4w), ``ref`` (B, 3, 4h, 4w) and optionally ``gt``.
+    Batches carry ``lq`` (B, 3, h, w), ``lq_up`` (B, 3, 4h, 4w), ``ref`` (B, 3, 4h, 4w) and optionally ``gt``;
+    training batches of a dataset with ``realworld_degradation`` carry ``gt`` and blur kernels instead of ``lq`` and
+    ``lq_up``, which :meth:`synthesize_lr` makes on the device.
     """
 
     frozen_networks = (('network_extractor', True), ('network_map', True), ('network_sife', False))
+    realworld_degradation = None  # RealWorldDegradation, built by synthesize_lr on the first batch with kernels
 
     def __init__(self, opt):
         self.speed = parse_speed_options(opt)
@@ -179,11 +185,37 @@ class FRFSRModel(SRModel):
 
     def feed_data(self, data):
         self.sample_name = osp.splitext(osp.basename(data['lq_path'][0]))[0] if 'lq_path' in data else None
-        self.lq = data['lq'].to(self.device)
-        self.lq_up = data['lq_up'].to(self.device)
         self.ref = data['ref'].to(self.device)
         if 'gt' in data:
             self.gt = data['gt'].to(self.device)
+        if KERNEL_BATCH_KEYS[0] in data:
+            self.lq, self.lq_up = self.synthesize_lr(self.gt, data)
+        else:
+            self.lq = data['lq'].to(self.device)
+            self.lq_up = data['lq_up'].to(self.device)
+
+    def synthesize_lr(self, hr, data):
+        """Real-world degraded LR of a training batch, and its LR-up image, made on the device.
+
+        Real-ESRGAN's second-order pipeline with the options of the training dataset's ``realworld_degradation``
+        block and the batch's kernels (``ops/realworld_degradation.py``); LR-up is the PIL-like bicubic x4 of the
+        degraded LR, as the test datasets make it from an LR file. ``hr`` itself is not modified.
+
+        Args:
+            hr (Tensor): Clean HR batch on the device, (B, 3, H, W).
+            data (dict): The batch, with ``kernel1``, ``kernel2`` and ``sinc_kernel`` (B, k, k).
+
+        Returns:
+            tuple[Tensor, Tensor]: LR (B, 3, H / 4, W / 4) and LR-up (B, 3, H, W), 8-bit-valued in [0, 1].
+        """
+        if self.realworld_degradation is None:
+            options = parse_realworld_options(train_degradation_block(self.opt))
+            if options is None:
+                raise OptionError('the training batch carries degradation kernels, but no training dataset sets '
+                                  f'{BLOCK_KEY}; {type(self).__name__} needs its options.')
+            self.realworld_degradation = RealWorldDegradation(options, self.opt['scale'], self.device)
+        lq = self.realworld_degradation(hr, *(data[key].to(self.device) for key in KERNEL_BATCH_KEYS))
+        return lq, upsample_like_pil(lq, self.opt['scale'])
 
     @torch.no_grad()
     def reference_context(self):

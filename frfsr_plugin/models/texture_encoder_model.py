@@ -6,6 +6,7 @@ from basicsr.losses import build_loss
 from basicsr.metrics import calculate_metric
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from frfsr_plugin.data.realworld_degradation import KERNEL_BATCH_KEYS
 from frfsr_plugin.models.frfsr_model import FRFSRModel
 from frfsr_plugin.utils.errors import MissingOptionError, OptionError
 
@@ -26,7 +27,9 @@ class TextureEncoderTeacherModel(FRFSRModel):
            ``val.branch1_input`` (``hr`` or ``lr_up``) selects the image-1 version, default: the training one.
 
     Checkpoints, CPU DDP, atomic saves and the non-finite loss guard are :class:`FRFSRModel`'s. Batches come from
-    ``ContrastiveHomographyDataset``: ``img1``, ``img1_lr_up``, ``img2`` (B, 3, H, W) and ``gt_map`` (B, 2, H, W).
+    ``ContrastiveHomographyDataset``: ``img1``, ``img1_lr_up``, ``img2`` (B, 3, H, W) and ``gt_map`` (B, 2, H, W);
+    with ``realworld_degradation`` they carry blur kernels instead of ``img1_lr_up``, which is then made from image 1
+    degraded on the device (:meth:`FRFSRModel.synthesize_lr`).
     """
 
     frozen_networks = ()
@@ -50,7 +53,10 @@ class TextureEncoderTeacherModel(FRFSRModel):
 
     def feed_data(self, data):
         self.img1 = data['img1'].to(self.device)
-        self.img1_lr_up = data['img1_lr_up'].to(self.device)
+        if KERNEL_BATCH_KEYS[0] in data:
+            _, self.img1_lr_up = self.synthesize_lr(self.img1, data)
+        else:
+            self.img1_lr_up = data['img1_lr_up'].to(self.device)
         self.img2 = data['img2'].to(self.device)
         self.gt_map = data['gt_map'].to(self.device)
 
