@@ -6,8 +6,8 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from frfsr_plugin.data.transforms import (check_scale, list_image_names, make_lr_pair, make_sample, mod_crop, pad_to,
-                                          read_image_rgb, require_option, shuffle_patches)
-from frfsr_plugin.utils.errors import BadFileError, MissingFileError, OptionError
+                                          pil_bicubic_resize, read_image_rgb, require_option, shuffle_patches)
+from frfsr_plugin.utils.errors import BadFileError, InputSizeError, MissingFileError, OptionError
 
 MODES = ('cufed5', 'pairs')
 CUFED5_REF_LEVELS = (1, 2, 3, 4, 5)
@@ -71,7 +71,10 @@ class RefSRTestDataset(data.Dataset):
 
     Per sample, GT and reference are mod-cropped to multiples of 4; if their sizes differ both are zero-padded on the
     bottom/right to (Hp, Wp) = (max height, max width). The LR and its up-sampled version are made by PIL bicubic from
-    the padded GT, while ``gt`` stays unpadded. With ``ref_level: lr`` the reference is ``lq_up`` itself.
+    the padded GT, while ``gt`` stays unpadded. With ``dataroot_lq`` the LR is read instead (e.g. a fixed degraded
+    copy written by ``tools/make_degraded_testset.py``): it must be the mod-cropped GT's size / 4 and is zero-padded
+    to (Hp / 4, Wp / 4), and ``lq_up`` is its PIL-bicubic x4 (as ``frfsr infer`` pads a user's LR). With
+    ``ref_level: lr`` the reference is ``lq_up`` itself.
 
     Args:
         opt (dict): Options:
@@ -83,6 +86,8 @@ class RefSRTestDataset(data.Dataset):
             ext (str): Image extension in mode ``cufed5``. Default: ``'.png'``.
             pair_list (str): Mode ``pairs``: text file of ``gt_relpath ref_relpath`` lines.
             dataroot_ref (str): Mode ``pairs``: folder of the reference paths. Default: ``dataroot_gt``.
+            dataroot_lq (str | None): Folder of given LR images, at the GT's path relative to ``dataroot_gt`` (mode
+                ``cufed5``: ``XXX_0{ext}``); None makes the LR from the GT by PIL bicubic. Default: None.
             ref_shuffle_grid (int | None): Shuffle the mod-cropped reference in 2, 4 or 8 tiles per side; None or 0
                 disables it. Default: None.
             ref_shuffle_seed (int): The shuffle of sample ``i`` uses ``np.random.default_rng(ref_shuffle_seed + i)``,
@@ -109,6 +114,7 @@ class RefSRTestDataset(data.Dataset):
         self.ref_level = parse_ref_level(opt.get('ref_level', 1 if mode == 'cufed5' else None), mode)
         self.ref_shuffle_grid = opt.get('ref_shuffle_grid') or None
         self.ref_shuffle_seed = int(opt.get('ref_shuffle_seed', 0))
+        self.lq_folder = opt.get('dataroot_lq')
         self._check_shuffle_options()
         if mode == 'cufed5':
             pairs = self._cufed5_pairs(opt.get('ext', '.png'))
@@ -156,10 +162,32 @@ class RefSRTestDataset(data.Dataset):
                 for group in groups]
 
     def _check_files_exist(self):
-        for index, paths in enumerate(self.pairs):
-            for path in paths:
+        if self.lq_folder is not None and not osp.isdir(self.lq_folder):
+            raise MissingFileError(f"option 'dataroot_lq': folder '{self.lq_folder}' does not exist")
+        for index, (gt_path, ref_path) in enumerate(self.pairs):
+            for path in (gt_path, ref_path) + ((self._lq_path(gt_path), ) if self.lq_folder is not None else ()):
                 if not osp.isfile(path):
                     raise MissingFileError(f"test pair {index}: image file '{path}' does not exist")
+
+    def _lq_path(self, gt_path):
+        """The given LR file of a GT: its path relative to ``dataroot_gt``, under ``dataroot_lq``."""
+        return osp.join(self.lq_folder, osp.relpath(gt_path, self.gt_folder))
+
+    def _lr_pair(self, gt, gt_path, height, width):
+        """LR (height / 4, width / 4, 3) and LR-up (height, width, 3) uint8 on an HR canvas of (height, width).
+
+        The PIL-bicubic LR of the zero-padded GT, or the ``dataroot_lq`` file zero-padded to the LR canvas.
+        """
+        if self.lq_folder is None:
+            return make_lr_pair(pad_to(gt, height, width), self.scale)
+        lq_path = self._lq_path(gt_path)
+        lq = read_image_rgb(lq_path)
+        expected = (gt.shape[0] // self.scale, gt.shape[1] // self.scale)
+        if lq.shape[:2] != expected:
+            raise InputSizeError(f"LR image '{lq_path}' is {lq.shape[0]}x{lq.shape[1]}, expected "
+                                 f"{expected[0]}x{expected[1]} (the mod-cropped GT '{gt_path}' / {self.scale})")
+        lq = pad_to(lq, height // self.scale, width // self.scale)
+        return lq, pil_bicubic_resize(lq, (height, width))
 
     def __len__(self):
         return len(self.pairs)
@@ -168,11 +196,11 @@ class RefSRTestDataset(data.Dataset):
         gt_path, ref_path = self.pairs[index]
         gt = mod_crop(read_image_rgb(gt_path), self.scale)
         if self.ref_level == LR_REF:
-            lq, lq_up = make_lr_pair(gt, self.scale)
+            lq, lq_up = self._lr_pair(gt, gt_path, *gt.shape[:2])
             return make_sample(gt, lq, lq_up, lq_up, gt_path, ref_path)
         ref = mod_crop(read_image_rgb(ref_path), self.scale)
         if self.ref_shuffle_grid:
             ref = shuffle_patches(ref, self.ref_shuffle_grid, np.random.default_rng(self.ref_shuffle_seed + index))
         height, width = max(gt.shape[0], ref.shape[0]), max(gt.shape[1], ref.shape[1])
-        lq, lq_up = make_lr_pair(pad_to(gt, height, width), self.scale)
+        lq, lq_up = self._lr_pair(gt, gt_path, height, width)
         return make_sample(gt, lq, lq_up, pad_to(ref, height, width), gt_path, ref_path)
