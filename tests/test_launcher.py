@@ -138,7 +138,8 @@ def test_stage2_trains_with_all_losses_writes_comparisons_and_resumes(trained_st
     comparisons = exp_dir / 'visualization' / 'comparisons' / 'CUFED5_demo'
     assert sorted(os.listdir(comparisons))[:2] == ['000_0_2.png', '000_0_4.png']
     panel = cv2.imread(str(comparisons / '000_0_2.png'))
-    assert panel.shape == (96, 5 * 128 + 4 * 4, 3)  # bicubic | stage 1 | stage 2 | Ref | GT
+    # bicubic | stage 1 | stage 2 | Ref | GT, each 96x128 upscaled x3 (to >= 256 px) under a 30-pixel label
+    assert panel.shape == (30 + 3 * 96, 5 * 3 * 128 + 4 * 6, 3)
     events = glob.glob(str(workdir / 'tb_logger' / 'tiny_frf' / 'events.*'))
     assert events
 
@@ -254,7 +255,8 @@ def test_frfsr_infer_on_photos_of_other_sizes_with_metrics_compare_and_folders(t
         ], workdir)
     assert single.returncode == 0, single.stderr[-3000:]
     assert cv2.imread(str(workdir / 'sr.png')).shape == (92, 124, 3)
-    assert cv2.imread(str(workdir / 'sr_compare.png')).shape[1] == 3 * 124 + 150 + 3 * 4  # bicubic|SR|Ref|GT
+    # bicubic | SR | Ref | GT, upscaled x3 so that the smallest side (the Ref's 90) reaches 256 px
+    assert cv2.imread(str(workdir / 'sr_compare.png')).shape[1] == 3 * (3 * 124 + 150) + 3 * 6
     assert 'a.png: psnr ' in single.stdout and ', ssim ' in single.stdout
     folder = frfsr(
         common + [

@@ -52,9 +52,10 @@ def image_metrics(sr, gt, lpips_weights):
 
 
 def compare_panels(lr, sr, ref, gt):
-    """bicubic | SR | Ref | GT (if any) as [0, 1] tensors."""
+    """bicubic | SR | Ref | GT (if any) as labelled [0, 1] tensors."""
     bicubic = F.interpolate(to_batch(lr, 'cpu'), scale_factor=4, mode='bicubic', align_corners=False)
-    return [bicubic, to_batch(sr, 'cpu'), to_batch(ref, 'cpu')] + ([to_batch(gt, 'cpu')] if gt is not None else [])
+    panels = [('bicubic', bicubic), ('SR', to_batch(sr, 'cpu')), ('Ref', to_batch(ref, 'cpu'))]
+    return panels + ([('GT', to_batch(gt, 'cpu'))] if gt is not None else [])
 
 
 def run_infer(args):

@@ -103,9 +103,9 @@ class FeatureReuseModel(FRFSRModel, SRGANModel):
         return (self.net_stage1, net)
 
     def comparison_panels(self):
-        """bicubic | stage-1 SR | stage-2 SR | Ref | GT."""
+        """bicubic | stage-1 SR | stage-2 SR | Ref | GT, labelled."""
         panels = super().comparison_panels()
-        return panels[:1] + [self.output_stage1] + panels[1:]
+        return panels[:1] + [('stage-1 SR', self.output_stage1), ('stage-2 SR', panels[1][1])] + panels[2:]
 
     def optimize_parameters(self, current_iter):
         self.output = self.generator_forward(self.net_g, self.lq, self.reference_context())

@@ -336,11 +336,16 @@ class FRFSRModel(SRModel):
         return (net, )
 
     def comparison_panels(self):
-        """Panels of the validation comparison: bicubic | SR | Ref | GT, cropped to the SR size."""
+        """Labelled panels of the validation comparison: bicubic | SR | Ref | GT, cropped to the SR size.
+
+        Returns:
+            list[tuple[str, Tensor]]: (label, image (B, 3, H, W)) pairs for :func:`write_comparison`.
+        """
         height, width = self.output.shape[-2:]
         bicubic = F.interpolate(self.lq, scale_factor=4, mode='bicubic', align_corners=False)
-        panels = [bicubic[..., :height, :width], self.output, self.ref[..., :height, :width]]
-        return panels + ([self.gt] if hasattr(self, 'gt') else [])
+        panels = [('bicubic', bicubic[..., :height, :width]), ('SR', self.output),
+                  ('Ref', self.ref[..., :height, :width])]
+        return panels + ([('GT', self.gt)] if hasattr(self, 'gt') else [])
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         val_opt = self.opt['val']

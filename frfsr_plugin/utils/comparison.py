@@ -1,34 +1,93 @@
-"""Side-by-side comparison images written during validation (files and TensorBoard)."""
+"""Comparison images with a label over each panel, written during validation, by ``frfsr infer`` and by the demo."""
+import math
 import os
 from os import path as osp
 
+import cv2
+import numpy as np
 import torch
 from basicsr.utils import imwrite, tensor2img
 
+MIN_PANEL_SIZE = 256  # pixels along the shorter side of the smallest panel, reached by nearest-neighbour upscaling
+LABEL_HEIGHT = 30
+GAP = 6
+FONT = cv2.FONT_HERSHEY_SIMPLEX
 
-def side_by_side(panels, gap=4):
-    """Concatenate image tensors left to right with white gaps, cropping all to the smallest height.
+
+def panel_scale(panels, min_size=MIN_PANEL_SIZE):
+    """The integer nearest-neighbour factor that brings the smallest panel's shorter side to at least ``min_size``.
 
     Args:
-        panels (list[Tensor]): RGB images in [0, 1], each (1, 3, H_i, W_i) or (3, H_i, W_i).
-        gap (int): Gap width in pixels. Default: 4.
+        panels (list[Tensor]): Images (..., H_i, W_i).
+        min_size (int): Target size in pixels. Default: 256.
 
     Returns:
-        Tensor: (3, H, sum W_i + gaps), clamped to [0, 1].
+        int: Factor >= 1 (1 when every panel is large enough already).
     """
-    panels = [p.detach().float().cpu().reshape(3, *p.shape[-2:]).clamp(0, 1) for p in panels]
-    height = min(p.shape[-2] for p in panels)
-    spacer = torch.ones(3, height, gap)
-    pieces = []
-    for panel in panels:
-        pieces += [panel[:, :height], spacer]
-    return torch.cat(pieces[:-1], dim=2)
+    smallest = min(min(panel.shape[-2:]) for panel in panels)
+    return max(1, math.ceil(min_size / smallest))
+
+
+def label_strip(text, width, height=LABEL_HEIGHT):
+    """A white (3, height, width) strip with ``text`` in black, centred, shrunk to fit the width.
+
+    Args:
+        text (str): The label.
+        width (int): Strip width in pixels.
+        height (int): Strip height in pixels. Default: 30.
+
+    Returns:
+        Tensor: RGB in [0, 1], shape (3, height, width).
+    """
+    strip = np.full((height, width, 3), 255, np.uint8)
+    font_scale = 0.6
+    (text_width, text_height), _ = cv2.getTextSize(text, FONT, font_scale, 1)
+    if text_width > width - 8:
+        font_scale *= (width - 8) / text_width
+        (text_width, text_height), _ = cv2.getTextSize(text, FONT, font_scale, 1)
+    origin = (max((width - text_width) // 2, 0), (height + text_height) // 2)
+    cv2.putText(strip, text, origin, FONT, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return torch.from_numpy(strip).permute(2, 0, 1).float() / 255
+
+
+def labelled_side_by_side(panels, min_size=MIN_PANEL_SIZE, gap=GAP):
+    """Panels left to right, each under its label, upscaled together by nearest neighbour to ``min_size``.
+
+    All panels get the same integer factor (:func:`panel_scale`), so their pixels stay comparable; panels shorter than
+    the tallest one are padded with white at the bottom.
+
+    Args:
+        panels (list[tuple[str, Tensor]]): (label, RGB image in [0, 1] of shape (1, 3, H_i, W_i) or (3, H_i, W_i)).
+        min_size (int): Shorter side of the smallest panel after upscaling, at least. Default: 256.
+        gap (int): White gap between panels in pixels. Default: 6.
+
+    Returns:
+        Tensor: (3, LABEL_HEIGHT + H, sum W_i + gaps) RGB in [0, 1], H the tallest upscaled panel.
+    """
+    images = [image.detach().float().cpu().reshape(3, *image.shape[-2:]).clamp(0, 1) for _, image in panels]
+    factor = panel_scale(images, min_size)
+    images = [image.repeat_interleave(factor, 1).repeat_interleave(factor, 2) for image in images]
+    height = max(image.shape[1] for image in images)
+    columns = []
+    for (label, _), image in zip(panels, images):
+        padded = torch.ones(3, height, image.shape[2])
+        padded[:, :image.shape[1]] = image
+        columns += [torch.cat([label_strip(label, image.shape[2]), padded], 1), torch.ones(3, LABEL_HEIGHT + height, gap)]
+    return torch.cat(columns[:-1], 2)
 
 
 def write_comparison(panels, path, tb_logger=None, tb_tag=None, step=None):
-    """Write ``side_by_side(panels)`` as a PNG and, when a TensorBoard writer is given, as an image summary."""
-    image = side_by_side(panels)
-    os.makedirs(osp.dirname(path), exist_ok=True)
+    """Write :func:`labelled_side_by_side` of ``panels`` as a PNG and, with a TensorBoard writer, as an image summary.
+
+    Args:
+        panels (list[tuple[str, Tensor]]): (label, image) pairs, see :func:`labelled_side_by_side`.
+        path (str): PNG path (folders are created).
+        tb_logger (SummaryWriter | None): TensorBoard writer. Default: None.
+        tb_tag (str | None): Its tag. Default: None.
+        step (int | str | None): Its step. Default: None.
+    """
+    image = labelled_side_by_side(panels)
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     imwrite(tensor2img(image), path)
     if tb_logger is not None:
         tb_logger.add_image(tb_tag, image, step)
