@@ -29,12 +29,17 @@ class FeatureReuseModel(FRFSRModel, SRGANModel):
            first; the first ``train.net_g_pretrain_steps`` iterations are pixel-only without critic updates.
 
     Losses are logged as ``l_g_pix``, ``l_g_percep``, ``l_g_gan``, ``l_d_real``, ``l_d_fake`` and ``l_d_gp``.
-    """
 
-    frozen_networks = FRFSRModel.frozen_networks + (('network_stage1', True), )
+    It also derives from BasicSR's ``SRGANModel`` (after :class:`FRFSRModel`, so that the RefSR feeding, restoration
+    and plumbing come first) for two methods that it does not rewrite: ``init_training_settings``, which builds the
+    EMA copy, the discriminator ``net_d`` (loading ``path.pretrain_network_d``) and the pixel, perceptual and GAN
+    losses in BasicSR's order (the order in which random initialisations draw), and ``save``, which writes ``net_g``
+    (with its EMA), ``net_d`` and the training state.
+    """
 
     def __init__(self, opt):
         super().__init__(opt)
+        self.net_stage1 = self.build_frozen_network('network_stage1', required=True)
         self.load_frozen_network(
             'stage1', 'the feature reuse framework needs the stage-1 checkpoint (net_g_*.pth of a stage-1 run).')
         reuse_opt = self.opt.get('feature_reuse') or {}

@@ -7,7 +7,7 @@ from basicsr.metrics import calculate_metric
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from frfsr_plugin.data.realworld_degradation import KERNEL_BATCH_KEYS
-from frfsr_plugin.models.frfsr_model import FRFSRModel
+from frfsr_plugin.models.base_model import FRFSRBaseModel
 from frfsr_plugin.utils.errors import MissingOptionError, OptionError
 
 # Values of `val.branch1_input` -> batch key of the image encoded by branch 1.
@@ -15,7 +15,7 @@ BRANCH1_INPUTS = {'hr': 'img1', 'lr_up': 'img1_lr_up'}
 
 
 @MODEL_REGISTRY.register()
-class TextureEncoderTeacherModel(FRFSRModel):
+class TextureEncoderTeacherModel(FRFSRBaseModel):
     """Teacher stage of the contrastive texture encoder (C2-Matching, spec 2.2): HR image / warped HR image.
 
     It mainly performs:
@@ -26,13 +26,12 @@ class TextureEncoderTeacherModel(FRFSRModel):
            ``calculate_matching_accuracy``), through BasicSR's metric, best-metric and TensorBoard logging;
            ``val.branch1_input`` (``hr`` or ``lr_up``) selects the image-1 version, default: the training one.
 
-    Checkpoints, CPU DDP, atomic saves and the non-finite loss guard are :class:`FRFSRModel`'s. Batches come from
+    Checkpoints, CPU DDP, atomic saves and the non-finite loss guard are :class:`FRFSRBaseModel`'s. Batches come from
     ``ContrastiveHomographyDataset``: ``img1``, ``img1_lr_up``, ``img2`` (B, 3, H, W) and ``gt_map`` (B, 2, H, W);
     with ``realworld_degradation`` they carry blur kernels instead of ``img1_lr_up``, which is then made from image 1
-    degraded on the device (:meth:`FRFSRModel.synthesize_lr`).
+    degraded on the device (:meth:`FRFSRBaseModel.synthesize_lr`).
     """
 
-    frozen_networks = ()
     branch1_input = 'hr'  # image-1 version encoded by branch 1 during training
 
     def init_training_settings(self):
@@ -124,11 +123,11 @@ class TextureEncoderStudentModel(TextureEncoderTeacherModel):
     The student's ``net_g_*.pth`` is the encoder that ``network_extractor.pretrained`` of the FRFSR YAMLs expects.
     """
 
-    frozen_networks = (('network_teacher', True), )
     branch1_input = 'lr_up'
 
     def __init__(self, opt):
         super().__init__(opt)
+        self.net_teacher = self.build_frozen_network('network_teacher', required=True)
         self.load_frozen_network(
             'teacher', 'the student needs the teacher checkpoint (net_g_*.pth of a TextureEncoderTeacherModel run).')
 
