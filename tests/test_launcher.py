@@ -290,7 +290,7 @@ def test_frfsr_infer_on_photos_of_other_sizes_with_metrics_compare_and_folders(t
 
 
 def test_stitched_references_share_the_tallest_height():
-    from frfsr_plugin.inference import stitch_references
+    from frfsr_plugin.restoration.inference import stitch_references
     refs = [np.zeros((90, 150, 3), np.uint8), np.full((45, 60, 3), 200, np.uint8)]
     stitched = stitch_references(refs)
     assert stitched.shape == (90, 150 + 120, 3) and (stitched[:, 150:] == 200).all()

@@ -23,9 +23,9 @@ from torch import nn
 from frfsr_plugin.archs.alignment import TextureAlignment
 from frfsr_plugin.cli import demo
 from frfsr_plugin.data.transforms import pil_bicubic_resize
-from frfsr_plugin.inference import RefSRInferencer, to_batch
 from frfsr_plugin.ops.deform_conv import grid_sample_modulated_deform_conv2d, modulated_deform_conv2d
-from frfsr_plugin.tiling import blend_weights, check_supports_tiling, restore_in_tiles, tile_spans
+from frfsr_plugin.restoration.inference import RefSRInferencer, to_batch
+from frfsr_plugin.restoration.tiling import blend_weights, check_supports_tiling, restore_in_tiles, tile_spans
 from frfsr_plugin.utils.errors import OptionError
 
 LR_SIZE = (40, 56)  # (h, w): 2 x 3 tiles of at most 32 LR pixels
@@ -166,7 +166,7 @@ def test_tiled_stage1_and_two_stage_match_whole_image(inferencers, photo_pair):
 
     Measured max |tiled - whole| on [0, 1] floats: stage 1 (Net1) 0.0035 (0.9 of 255 levels; mean 5e-5), two-stage
     (Net2) 0.0030 (0.8 levels; mean 6e-5); the uint8 SR images differ by at most 1 level (mean 0.016). What remains
-    comes from ESA's size-dependent attention map and the DDF's global pooling (frfsr_plugin/tiling.py).
+    comes from ESA's size-dependent attention map and the DDF's global pooling (frfsr_plugin/restoration/tiling.py).
     """
     lr, ref = photo_pair
     inferencer = RefSRInferencer(inferencers['stage2'], inferencers['net2'])
@@ -212,9 +212,9 @@ def test_reference_over_the_memory_budget_is_named_by_frfsr_infer(inferencers, p
 
 AUTO_TILE_CHILD = '''
 import json, re, sys
-from frfsr_plugin import memory
+from frfsr_plugin.restoration import memory
 from frfsr_plugin.data.transforms import read_image_rgb
-from frfsr_plugin.inference import RefSRInferencer
+from frfsr_plugin.restoration.inference import RefSRInferencer
 opt, weights, lr_path, ref_path = sys.argv[1:]
 lr, ref = read_image_rgb(lr_path), read_image_rgb(ref_path)
 inferencer = RefSRInferencer(opt, weights, tile_overlap=8)

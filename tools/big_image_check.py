@@ -33,7 +33,7 @@ limit_mb, opt, weights, lr_path, ref_path, budget_mb, tile, out_path = sys.argv[
 resource.setrlimit(resource.RLIMIT_AS, (int(limit_mb) << 20, int(limit_mb) << 20))
 import torch
 from frfsr_plugin.data.transforms import read_image_rgb
-from frfsr_plugin.inference import RefSRInferencer
+from frfsr_plugin.restoration.inference import RefSRInferencer
 torch.manual_seed(0)  # the same random frozen networks (pretrained: false) in every run
 lr, ref = read_image_rgb(lr_path), read_image_rgb(ref_path)
 inferencer = RefSRInferencer(opt, weights, tile=None if tile == 'none' else int(tile),

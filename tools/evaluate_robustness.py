@@ -5,8 +5,8 @@ Usage: python tools/evaluate_robustness.py -opt OPTIONS.yml --weights net_g.pth 
            [--irrelevant-offset K] [--shuffle-seed S] [--max-corr-elements M]
 
 The model (stage 1 or two-stage) is built from the options YAML and the generator weights exactly as for
-``basicsr test`` (:class:`frfsr_plugin.inference.RefSRInferencer`). Each condition runs the CUFED5 folder through
-``RefSRTestDataset`` with other reference options:
+``basicsr test`` (:class:`frfsr_plugin.restoration.inference.RefSRInferencer`). Each condition runs the CUFED5 folder
+through ``RefSRTestDataset`` with other reference options:
 
   level1 .. level5  the CUFED5 reference of that similarity level (Table III, L1-L4 and our L5)
   lr                the bicubic-upsampled LR image as reference (Table III, LR)
@@ -31,7 +31,7 @@ from torch.utils.data import Subset
 
 import frfsr_plugin  # noqa: F401  (torchvision alias for basicsr, then registration)
 from frfsr_plugin.cli.basicsr_cli import read_options
-from frfsr_plugin.inference import RefSRInferencer
+from frfsr_plugin.restoration.inference import RefSRInferencer
 from frfsr_plugin.utils.errors import MissingFileError, OptionError, UserInputError
 
 # isort: split

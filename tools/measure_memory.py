@@ -1,4 +1,4 @@
-"""Measure the bytes-per-pixel constants of ``frfsr_plugin/memory.py`` (CPU, float32, batch 1, no gradients).
+"""Measure the bytes-per-pixel constants of ``frfsr_plugin/restoration/memory.py`` (CPU, float32, batch 1, no grad).
 
 Usage: python tools/measure_memory.py [--quick]
 
@@ -20,7 +20,7 @@ CHILD = r'''
 import json, os, resource, torch
 import frfsr_plugin  # noqa: F401
 from basicsr.archs import build_network
-from frfsr_plugin.memory import matching_bytes
+from frfsr_plugin.restoration.memory import matching_bytes
 
 torch.set_num_threads(2)
 kind, options, lr = {kind!r}, {options!r}, {lr!r}

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from frfsr_plugin.ops.deform_conv import PreOffsetModulatedDeformConv
-from frfsr_plugin.tiling import split_ref
+from frfsr_plugin.ops.ref_window import split_ref
 
 
 class TextureAlignment(nn.Module):
@@ -42,8 +42,8 @@ class TextureAlignment(nn.Module):
             warped_ref (Tensor | None): Ref feature warped by the flow, shape (B, C, H, W); unused (may be None)
                 without ``use_warped_ref``.
             ref (Tensor | RefWindow): Raw Ref feature, shape (B, C, H, W); in tiled restoration a
-                :class:`~frfsr_plugin.tiling.RefWindow` whose crop (B, C, H, W) feeds the offset branch and whose
-                whole map the deformable conv samples.
+                :class:`~frfsr_plugin.ops.ref_window.RefWindow` whose crop (B, C, H, W) feeds the offset branch and
+                whose whole map the deformable conv samples.
             pre_offset (Tensor): Pre-offsets, shape (B, 18, H, W).
 
         Returns:

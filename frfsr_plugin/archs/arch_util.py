@@ -1,7 +1,10 @@
-"""Initialisation shared by the reference-based restoration networks (as in C2-Matching and FRFSR)."""
+"""Helpers shared by the reference-based restoration networks: initialisation (as in C2-Matching and FRFSR) and
+their inference memory."""
 from torch import nn
 
 from frfsr_plugin.ops.deform_conv import PreOffsetModulatedDeformConv
+
+DEFAULT_BYTES_PER_PIXEL = 9400  # a tileable generator without inference_bytes_per_pixel(): FRFSRNet's defaults
 
 
 def init_restoration_weights(network, std=0.02):
@@ -18,3 +21,9 @@ def init_restoration_weights(network, std=0.02):
     for module in network.modules():
         if isinstance(module, PreOffsetModulatedDeformConv):
             module.zero_offset_branch()
+
+
+def generator_bytes_per_pixel(net):
+    """Peak bytes per HR output pixel of one forward of ``net`` (its ``inference_bytes_per_pixel()`` if defined)."""
+    estimate = getattr(net, 'inference_bytes_per_pixel', None)
+    return estimate() if estimate is not None else DEFAULT_BYTES_PER_PIXEL

@@ -31,7 +31,7 @@ class C2MatchingRestorationNet(nn.Module):
         dcn_backend (str): ``'torchvision'`` (default), ``'mmcv'`` or ``'pytorch'``.
     """
 
-    supports_tiling = True  # fully convolutional, Ref features read only by the FAMs (frfsr_plugin/tiling.py)
+    supports_tiling = True  # fully convolutional, Ref features read only by the FAMs (restoration/tiling.py)
 
     def __init__(self, ngf=64, n_blocks=16, groups=8, dcn_backend='torchvision'):
         super().__init__()

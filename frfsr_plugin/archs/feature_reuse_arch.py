@@ -7,7 +7,7 @@ from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from frfsr_plugin.memory import generator_bytes_per_pixel
+from frfsr_plugin.archs.arch_util import generator_bytes_per_pixel
 from frfsr_plugin.utils.errors import OptionError
 from frfsr_plugin.utils.pretrained import load_pretrained
 
@@ -87,11 +87,11 @@ class FeatureReuseNet(nn.Module):
 
     @property
     def supports_tiling(self):
-        """Whether the base arch can be restored in tiles (``frfsr_plugin/tiling.py``); the fusions are local."""
+        """Whether the base arch can be restored in tiles (``restoration/tiling.py``); the fusions are local."""
         return getattr(self.base, 'supports_tiling', False)
 
     def inference_bytes_per_pixel(self):
-        """The base arch's peak memory per HR output pixel (``frfsr_plugin/memory.py``) plus the reused feature."""
+        """The base arch's peak memory per HR output pixel (``restoration/memory.py``) plus the reused feature."""
         return generator_bytes_per_pixel(self.base) + 4 * self.reuse_channels
 
     def _fuse_input(self, key, module, args):

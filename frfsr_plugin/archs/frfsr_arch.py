@@ -43,7 +43,7 @@ class FRFSRNet(nn.Module):
             (stage 2 of the feature reuse framework); 0 for stage 1. Default: 0.
     """
 
-    supports_tiling = True  # fully convolutional, Ref features read only by the FAMs (frfsr_plugin/tiling.py)
+    supports_tiling = True  # fully convolutional, Ref features read only by the FAMs (restoration/tiling.py)
 
     def __init__(self,
                  num_feat=64,

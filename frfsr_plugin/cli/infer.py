@@ -9,7 +9,7 @@ from basicsr.utils import imwrite
 from tqdm import tqdm
 
 from frfsr_plugin.data.transforms import IMG_EXTENSIONS, read_image_rgb
-from frfsr_plugin.inference import RefSRInferencer, stitch_references, to_batch
+from frfsr_plugin.restoration.inference import RefSRInferencer, stitch_references, to_batch
 from frfsr_plugin.utils.comparison import write_comparison
 from frfsr_plugin.utils.cpu_allocator import retain_freed_cpu_memory
 from frfsr_plugin.utils.errors import MissingFileError, OptionError

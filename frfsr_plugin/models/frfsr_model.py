@@ -8,7 +8,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from frfsr_plugin.data.realworld_degradation import KERNEL_BATCH_KEYS
 from frfsr_plugin.models.base_model import FRFSRBaseModel
-from frfsr_plugin.tiling import check_supports_tiling, parse_tile_options, restore_in_tiles
+from frfsr_plugin.restoration.tiling import check_supports_tiling, parse_tile_options, restore_in_tiles
 from frfsr_plugin.utils.comparison import write_comparison
 
 
@@ -86,7 +86,7 @@ class FRFSRModel(FRFSRBaseModel):
         """Super-resolve the current batch with net_g_ema (if any) or net_g; crop to the unpadded GT size.
 
         With ``val.tile: {size, overlap}`` (LR pixels) the restoration runs on overlapping tiles of the LR canvas, the
-        context being computed once for the whole canvas (``frfsr_plugin/tiling.py``); this bounds the memory of big
+        context being computed once for the whole canvas (``restoration/tiling.py``); this bounds the memory of big
         images. Sets ``self.output`` and any other output of :meth:`restore`.
         """
         net = getattr(self, 'net_g_ema', self.net_g)

@@ -7,7 +7,7 @@ mask as ``(B, G * 9, H, W)``:
 * ``mmcv``: ``mmcv.ops.modulated_deform_conv2d``, bit-identical to torchvision; needs mmcv built with its ops.
 * ``pytorch``: bilinear sampling with ``grid_sample`` followed by a matrix product. Same forward values up to float
   rounding; faster than torchvision's op on CPU. It also computes an output window of the whole input (``origin``),
-  which tiled restoration needs (``frfsr_plugin/tiling.py``).
+  which tiled restoration needs (``frfsr_plugin/restoration/tiling.py``).
 
 On CPU the ``torchvision`` and ``pytorch`` backends (and output windows on any device) differentiate through
 :class:`~frfsr_plugin.ops.deform_conv_function.ModulatedDeformConvFunction`, whose backward gives torchvision's

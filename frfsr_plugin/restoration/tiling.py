@@ -5,10 +5,10 @@ s, i.e. has the shape (B, C, s h, s w): ``pre_offsets``, ``ref_feats`` and ``war
 s = 4, 2, 1), ``sife_feat`` (s = 1) and, in stage 2, ``reuse_feat`` (s = 4). The tile ``[top, bottom) x [left,
 right)`` of the LR receives each of them cropped to ``[s top, s bottom) x [s left, s right)``, with one exception: the
 FAM's deformable convs sample the raw Ref features at ``p + pre-offset + learned offset``, which may point anywhere in
-the Ref, so the entries of ``ref_feats`` become :class:`RefWindow` (the crop for the position-wise offset branch, the
-whole map for sampling, and the crop's origin). A generator declares that it can be tiled with the class attribute
-``supports_tiling = True``: it must be fully convolutional and read ``ref_feats`` only through
-:class:`~frfsr_plugin.archs.alignment.TextureAlignment`.
+the Ref, so the entries of ``ref_feats`` become :class:`~frfsr_plugin.ops.ref_window.RefWindow` (the crop for the
+position-wise offset branch, the whole map for sampling, and the crop's origin). A generator declares that it can be
+tiled with the class attribute ``supports_tiling = True``: it must be fully convolutional and read ``ref_feats`` only
+through :class:`~frfsr_plugin.archs.alignment.TextureAlignment`.
 
 Tiles. Each axis is split into near-equal cores of at most ``size - overlap`` pixels; a tile is its core widened by
 half the overlap towards each neighbour, so neighbouring tiles share ``overlap`` pixels. In that shared band the
@@ -21,44 +21,14 @@ not local: the DDF channel branch pools globally (per tile instead of per image)
 with stride 6 and stretched back to the input size, so its alignment depends on the tile's size and position. Their
 effect on the SR is measured in ``tests/test_tiling.py`` (below one 8-bit level for tiny random networks).
 """
-from dataclasses import dataclass
-
 import torch
 
+from frfsr_plugin.ops.ref_window import RefWindow
 from frfsr_plugin.utils.errors import OptionError
 
 MIN_TILE_SIZE = 32  # LR pixels; every tile is then at least 15 pixels, as ESA needs
 DEFAULT_TILE_OVERLAP = 16  # LR pixels
 SAMPLED_CONTEXT_KEYS = ('ref_feats', )  # sampled anywhere by deformable convs: passed whole, as RefWindow
-
-
-@dataclass(frozen=True)
-class RefWindow:
-    """A tile's view of one Ref feature level.
-
-    Attributes:
-        local (Tensor): The crop on the tile's grid, shape (B, C, s th, s tw).
-        full (Tensor): The whole map, shape (B, C, s h, s w).
-        origin (tuple[int, int]): Position (y, x) of ``local[..., 0, 0]`` in ``full``.
-    """
-
-    local: torch.Tensor
-    full: torch.Tensor
-    origin: tuple
-
-
-def split_ref(ref):
-    """(crop for position-wise use, map to sample, origin of the crop in that map) of a Ref feature.
-
-    Args:
-        ref (Tensor | RefWindow): A whole Ref feature (B, C, H, W) or a tile's :class:`RefWindow`.
-
-    Returns:
-        tuple[Tensor, Tensor, tuple[int, int]]
-    """
-    if isinstance(ref, RefWindow):
-        return ref.local, ref.full, ref.origin
-    return ref, ref, (0, 0)
 
 
 def parse_tile_options(tile, option='val.tile'):

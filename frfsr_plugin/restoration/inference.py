@@ -7,10 +7,11 @@ import torch
 from basicsr.models import build_model
 from basicsr.utils import get_root_logger, img2tensor, tensor2img
 
-from frfsr_plugin import memory
+from frfsr_plugin.archs.arch_util import generator_bytes_per_pixel
 from frfsr_plugin.cli.basicsr_cli import load_plugins
 from frfsr_plugin.data.transforms import mod_crop, pad_to, pil_bicubic_resize
-from frfsr_plugin.tiling import MIN_TILE_SIZE, parse_tile_options
+from frfsr_plugin.restoration import memory
+from frfsr_plugin.restoration.tiling import MIN_TILE_SIZE, parse_tile_options
 from frfsr_plugin.utils.errors import InputSizeError, MissingFileError, OptionError
 
 SCALE = 4
@@ -47,8 +48,8 @@ class RefSRInferencer:
     bottom/right to a common size (as the test datasets do), and the SR is cropped back to 4x the LR.
 
     Memory: the restoration networks may run on overlapping LR tiles (``tile``, or ``val.tile`` in the YAML) with the
-    correspondence computed once for the whole image (``frfsr_plugin/tiling.py``). With ``max_memory_mb`` the
-    peak memory of each image is estimated (``frfsr_plugin/memory.py``): without an explicit tile size, the largest
+    correspondence computed once for the whole image (``restoration/tiling.py``). With ``max_memory_mb`` the
+    peak memory of each image is estimated (``restoration/memory.py``): without an explicit tile size, the largest
     tile that fits is chosen (no tiling when the whole image fits), the matching chunk is shrunk to fit, and an image
     whose correspondence alone does not fit raises :class:`InputSizeError`.
 
@@ -155,7 +156,7 @@ class RefSRInferencer:
             raise too_big('the correspondence (matching, VGG features, SIFE)', self.baseline_memory + needed)
         sife_channels = model.net_sife.conv_first.out_channels if model.net_sife is not None else 0  # RRDB trunk
         kept = memory.kept_bytes_per_pixel(sife_channels, len(networks)) * pixels
-        tile_bytes_per_pixel = max(memory.generator_bytes_per_pixel(net) for net in networks)
+        tile_bytes_per_pixel = max(generator_bytes_per_pixel(net) for net in networks)
         tileable = all(getattr(net, 'supports_tiling', False) for net in networks)
         if self.tile_size is not None:
             needed = kept + tile_bytes_per_pixel * SCALE**2 * memory.tile_pixels(lr_size, self.tile_size,

@@ -18,11 +18,10 @@ import os
 from frfsr_plugin.archs.correspondence_arch import LEVEL_SCALES
 from frfsr_plugin.archs.frfsr_arch import REF_CHANNELS
 from frfsr_plugin.ops.patch_match import matching_plan
-from frfsr_plugin.tiling import tile_spans
+from frfsr_plugin.restoration.tiling import tile_spans
 
 FLOAT_BYTES = 4
 GLOBAL_BYTES_PER_PIXEL = 1300  # measured 1108 (encoder, matching less its chunks, VGG19, flows, warping, SIFE), +15%
-DEFAULT_BYTES_PER_PIXEL = 9400  # a tileable generator without inference_bytes_per_pixel(): FRFSRNet's defaults
 PRE_OFFSET_CHANNELS = 18
 
 
@@ -62,12 +61,6 @@ def kept_bytes_per_pixel(sife_channels, num_outputs):
     return FLOAT_BYTES * (ref_and_warped + pre_offsets + sife_channels / 16 + images + 3 * num_outputs)
 
 
-def generator_bytes_per_pixel(net):
-    """Peak bytes per HR output pixel of one forward of ``net`` (its ``inference_bytes_per_pixel()`` if defined)."""
-    estimate = getattr(net, 'inference_bytes_per_pixel', None)
-    return estimate() if estimate is not None else DEFAULT_BYTES_PER_PIXEL
-
-
 def resident_bytes(device='cpu'):
     """Memory in use now: the process's resident set on CPU (0 without ``/proc``), allocated tensors on CUDA."""
     if str(device).startswith('cuda'):
@@ -81,7 +74,7 @@ def resident_bytes(device='cpu'):
 
 
 def tile_pixels(lr_size, size, overlap):
-    """LR pixels of the largest tile of a canvas (:func:`~frfsr_plugin.tiling.tile_spans`); the canvas if one tile."""
+    """LR pixels of the largest tile of a canvas (:func:`~.tiling.tile_spans`); the canvas if it is one tile."""
     return math.prod(max(stop - start for start, stop in tile_spans(length, size, overlap)) for length in lr_size)
 
 
