@@ -21,9 +21,11 @@ from torchvision.ops import deform_conv2d
 
 from frfsr_plugin.archs.contrastive_encoder_arch import FRFSRContrastiveEncoder
 from frfsr_plugin.archs.correspondence_arch import FRFSRCorrespondence
+from frfsr_plugin.conversion.converter import (build_target_network, convert_checkpoint, parse_arch_options,
+                                               to_source_naming)
+from frfsr_plugin.conversion.renames import Rename, rename_key
+from frfsr_plugin.conversion.sources import SOURCES
 from frfsr_plugin.ops.ddf import ddf_mul_unfold
-from frfsr_plugin.utils.checkpoint_conversion import (SOURCES, Rename, build_target_network, convert_checkpoint,
-                                                      parse_arch_options, rename_key, to_source_naming)
 from frfsr_plugin.utils.errors import BadFileError, OptionError
 from frfsr_plugin.utils.pretrained import PretrainedWeightsError
 

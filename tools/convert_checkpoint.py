@@ -10,7 +10,8 @@ import argparse
 import sys
 import textwrap
 
-from frfsr_plugin.utils.checkpoint_conversion import SOURCES, convert_checkpoint, parse_arch_options
+from frfsr_plugin.conversion.converter import convert_checkpoint, parse_arch_options
+from frfsr_plugin.conversion.sources import SOURCES
 from frfsr_plugin.utils.errors import UserInputError
 
 

@@ -8,8 +8,8 @@ file is needed.
 import argparse
 import sys
 
-from frfsr_plugin.cli.basicsr_cli import load_plugins
 from frfsr_plugin.utils.errors import UserInputError
+from frfsr_plugin.utils.options import load_plugins
 
 RANDOM_INIT = {
     'pretrained': False,

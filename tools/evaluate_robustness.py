@@ -30,9 +30,9 @@ import torch
 from torch.utils.data import Subset
 
 import frfsr_plugin  # noqa: F401  (torchvision alias for basicsr, then registration)
-from frfsr_plugin.cli.basicsr_cli import read_options
 from frfsr_plugin.restoration.inference import RefSRInferencer
 from frfsr_plugin.utils.errors import MissingFileError, OptionError, UserInputError
+from frfsr_plugin.utils.options import read_options
 
 # isort: split
 from basicsr.data import build_dataloader, build_dataset

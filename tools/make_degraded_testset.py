@@ -24,13 +24,13 @@ import torch
 import yaml
 
 import frfsr_plugin  # noqa: F401  (torchvision alias for basicsr, then registration)
-from frfsr_plugin.cli.basicsr_cli import read_options
 from frfsr_plugin.data.realworld_degradation import (BLOCK_KEY, KERNEL_BATCH_KEYS, check_degradable_size,
                                                      draw_degradation_kernels, parse_realworld_options,
                                                      resolved_settings, train_degradation_block)
 from frfsr_plugin.data.transforms import SUPPORTED_SCALE, list_image_names, mod_crop, read_image_rgb
 from frfsr_plugin.ops.realworld_degradation import RealWorldDegradation
 from frfsr_plugin.utils.errors import MissingFileError, OptionError, UserInputError
+from frfsr_plugin.utils.options import read_options
 
 # isort: split
 from basicsr.utils import set_random_seed

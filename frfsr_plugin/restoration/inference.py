@@ -8,11 +8,11 @@ from basicsr.models import build_model
 from basicsr.utils import get_root_logger, img2tensor, tensor2img
 
 from frfsr_plugin.archs.arch_util import generator_bytes_per_pixel
-from frfsr_plugin.cli.basicsr_cli import load_plugins
 from frfsr_plugin.data.transforms import mod_crop, pad_to, pil_bicubic_resize
 from frfsr_plugin.restoration import memory
 from frfsr_plugin.restoration.tiling import MIN_TILE_SIZE, parse_tile_options
 from frfsr_plugin.utils.errors import InputSizeError, MissingFileError, OptionError
+from frfsr_plugin.utils.options import load_plugins
 
 SCALE = 4
 MIN_LR_SIZE = 15
