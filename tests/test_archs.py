@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from frfsr_plugin.archs.aggregation import ESA
-from frfsr_plugin.utils.pretrained import PretrainedWeightsError
+from frfsr_plugin.utils.checkpoint import PretrainedWeightsError
 
 
 def count(net):

@@ -26,8 +26,8 @@ from frfsr_plugin.conversion.converter import (build_target_network, convert_che
 from frfsr_plugin.conversion.renames import Rename, rename_key
 from frfsr_plugin.conversion.sources import SOURCES
 from frfsr_plugin.ops.ddf import ddf_mul_unfold
+from frfsr_plugin.utils.checkpoint import PretrainedWeightsError
 from frfsr_plugin.utils.errors import BadFileError, OptionError
-from frfsr_plugin.utils.pretrained import PretrainedWeightsError
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / 'tools' / 'convert_checkpoint.py'

@@ -8,7 +8,7 @@ from basicsr.utils.registry import METRIC_REGISTRY
 from skimage import data as skimage_data
 
 from frfsr_plugin.metrics.lpips_metric import build_lpips
-from frfsr_plugin.utils.pretrained import PretrainedWeightsError
+from frfsr_plugin.utils.checkpoint import PretrainedWeightsError
 
 
 @pytest.fixture(scope='module')

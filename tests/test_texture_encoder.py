@@ -27,8 +27,8 @@ from frfsr_plugin.data.contrastive_dataset import ContrastiveHomographyDataset, 
 from frfsr_plugin.data.transforms import make_lr_pair
 from frfsr_plugin.losses.contrastive_loss import TextureDistillationLoss, TextureTripletLoss
 from frfsr_plugin.metrics.matching_accuracy import calculate_matching_accuracy, matching_accuracy
+from frfsr_plugin.utils.checkpoint import PretrainedWeightsError
 from frfsr_plugin.utils.errors import MissingOptionError, OptionError
-from frfsr_plugin.utils.pretrained import PretrainedWeightsError
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

@@ -5,9 +5,9 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from frfsr_plugin.archs.vgg_features import ImageNetNormalize
-from frfsr_plugin.utils.errors import OptionError
-from frfsr_plugin.utils.pretrained import (load_pretrained, load_state_dict_checked, read_state_dict,
+from frfsr_plugin.utils.checkpoint import (load_pretrained, load_state_dict_checked, read_state_dict,
                                            resolve_pretrained_option)
+from frfsr_plugin.utils.errors import OptionError
 
 ENCODER_WEIGHTS_DESCRIPTION = ("the contrastive texture encoder (C2-Matching's feature_extraction.pth, or a student "
                                'checkpoint written by the texture-encoder training)')

@@ -8,8 +8,8 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from frfsr_plugin.archs.arch_util import generator_bytes_per_pixel
+from frfsr_plugin.utils.checkpoint import load_pretrained
 from frfsr_plugin.utils.errors import OptionError
-from frfsr_plugin.utils.pretrained import load_pretrained
 
 FUSION_INITS = ('zero', 'small')
 

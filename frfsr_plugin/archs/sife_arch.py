@@ -2,7 +2,7 @@
 from basicsr.archs.rrdbnet_arch import RRDBNet
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from frfsr_plugin.utils.pretrained import load_pretrained
+from frfsr_plugin.utils.checkpoint import load_pretrained
 
 RRDB_WEIGHTS_DESCRIPTION = ("BasicSR's ESRGAN RRDBNet x4 weights under key 'params' "
                             '(ESRGAN_PSNR_SRx4_DF2K_official-150ff491.pth)')

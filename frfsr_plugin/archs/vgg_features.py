@@ -2,7 +2,7 @@
 import torch
 from torchvision.models.vgg import cfgs, make_layers
 
-from frfsr_plugin.utils.pretrained import load_pretrained
+from frfsr_plugin.utils.checkpoint import load_pretrained
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

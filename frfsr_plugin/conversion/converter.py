@@ -1,7 +1,4 @@
 """Reading a public checkpoint, renaming it to our names, checking it against the target network, and writing it."""
-import os
-import os.path as osp
-import tempfile
 from dataclasses import dataclass
 
 import torch
@@ -9,35 +6,9 @@ import yaml
 
 from frfsr_plugin.conversion.renames import rename_key
 from frfsr_plugin.conversion.sources import get_source
-from frfsr_plugin.utils.errors import BadFileError, MissingFileError, OptionError
-from frfsr_plugin.utils.pretrained import PretrainedWeightsError, load_state_dict_checked, read_state_dict
-
-DDP_PREFIX = 'module.'
-
-
-def read_checkpoint(path, param_key='params_ema'):
-    """Read a plain or BasicSR-style checkpoint and strip DDP's ``module.`` prefixes.
-
-    Args:
-        path (str): Checkpoint file.
-        param_key (str): Key of the state dict in BasicSR checkpoints; ``'params'`` is used when it is absent and a
-            plain state dict when neither is present. Default: ``'params_ema'`` (what BasicSR tests with).
-
-    Returns:
-        dict[str, Tensor]: The state dict.
-    """
-    if not osp.isfile(path):
-        raise MissingFileError(f"input checkpoint '{path}' not found.")
-    state_dict = read_state_dict(path, param_key=None)
-    for key in (param_key, 'params'):
-        if isinstance(state_dict.get(key), dict):
-            state_dict = state_dict[key]
-            break
-    not_tensors = [key for key, value in state_dict.items() if not isinstance(value, torch.Tensor)]
-    if not_tensors:
-        raise BadFileError(f"'{path}' is not a network state dict: entries {', '.join(not_tensors[:5])} are not "
-                           'tensors (a training state?).')
-    return {key[len(DDP_PREFIX):] if key.startswith(DDP_PREFIX) else key: value for key, value in state_dict.items()}
+from frfsr_plugin.utils.checkpoint import (PretrainedWeightsError, load_state_dict_checked, read_state_dict,
+                                           write_atomically)
+from frfsr_plugin.utils.errors import BadFileError, OptionError
 
 
 def _drop_constant_buffers(source, state_dict, origin):
@@ -151,21 +122,12 @@ def _fit_into(network, state_dict, origin):
         raise
 
 
-def _save_atomically(obj, path):
-    """``torch.save`` to a temporary file next to ``path``, then move it into place (no partial files)."""
-    staged = None
+def _save(obj, path):
+    """``torch.save`` atomically (no partial files), with a one-line error."""
     try:
-        folder = osp.dirname(osp.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        handle, staged = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.incomplete', dir=folder)
-        os.close(handle)
-        torch.save(obj, staged)
-        os.replace(staged, path)
+        write_atomically(path, lambda staged: torch.save(obj, staged))
     except (OSError, RuntimeError) as error:  # torch.save reports a full disk as RuntimeError
         raise BadFileError(f"cannot write the converted checkpoint '{path}': {error}") from error
-    finally:
-        if staged is not None and osp.exists(staged):
-            os.remove(staged)
 
 
 @dataclass(frozen=True)
@@ -188,7 +150,7 @@ def convert_checkpoint(source_name, input_path, output_path, arch_options=None, 
         input_path (str): Source checkpoint.
         output_path (str): Converted checkpoint.
         arch_options (dict | None): Non-default constructor arguments of the target network.
-        param_key (str): See :func:`read_checkpoint`.
+        param_key (str): State-dict key in BasicSR checkpoints (:func:`~frfsr_plugin.utils.checkpoint.read_state_dict`).
 
     Returns:
         ConversionResult: What was written.
@@ -196,8 +158,9 @@ def convert_checkpoint(source_name, input_path, output_path, arch_options=None, 
     source = get_source(source_name)
     network = build_target_network(source, arch_options)
     origin = f"'{input_path}' (--source {source.name})"
-    converted, naming = rename_state_dict(source, read_checkpoint(input_path, param_key), origin)
+    state_dict = read_state_dict(input_path, param_key, f"input checkpoint '{input_path}' not found.")
+    converted, naming = rename_state_dict(source, state_dict, origin)
     _fit_into(network, converted, origin)
     params = network.state_dict()
-    _save_atomically({'params': params}, output_path)
+    _save({'params': params}, output_path)
     return ConversionResult(type(network).__name__, naming, len(params), sum(p.numel() for p in network.parameters()))

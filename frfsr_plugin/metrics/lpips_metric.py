@@ -4,8 +4,8 @@ import numpy as np
 import torch
 from basicsr.utils.registry import METRIC_REGISTRY
 
+from frfsr_plugin.utils.checkpoint import load_state_dict_checked, read_state_dict, resolve_pretrained_option
 from frfsr_plugin.utils.errors import OptionError
-from frfsr_plugin.utils.pretrained import load_state_dict_checked, read_state_dict, resolve_pretrained_option
 
 BACKBONE_FILES = {
     'alex': 'alexnet-owt-7be5be79.pth',

@@ -1,5 +1,4 @@
 """Generic model plumbing shared by every model of the plugin, on top of BasicSR's ``SRModel``."""
-import os
 import re
 from os import path as osp
 
@@ -13,8 +12,9 @@ from basicsr.utils.dist_util import get_dist_info
 from frfsr_plugin.data.realworld_degradation import (BLOCK_KEY, KERNEL_BATCH_KEYS, parse_realworld_options,
                                                      train_degradation_block)
 from frfsr_plugin.ops.realworld_degradation import RealWorldDegradation, upsample_like_pil
+from frfsr_plugin.utils.checkpoint import (PretrainedWeightsError, load_state_dict_checked, read_state_dict,
+                                           write_atomically)
 from frfsr_plugin.utils.errors import MissingOptionError, OptionError, TrainingDivergedError, UserInputError
-from frfsr_plugin.utils.pretrained import PretrainedWeightsError, load_state_dict_checked, read_state_dict
 from frfsr_plugin.utils.speed import autocast_context, parse_speed_options, speed_up_network, uncompiled
 
 
@@ -72,9 +72,7 @@ class FRFSRBaseModel(SRModel):
         """
         bare = self.get_bare_model(net)
         source = f"'{load_path}'"
-        if not osp.isfile(load_path):
-            raise PretrainedWeightsError(f'{type(bare).__name__}: checkpoint {source} not found.')
-        weights = read_state_dict(load_path, param_key)
+        weights = read_state_dict(load_path, param_key, f'{type(bare).__name__}: checkpoint {source} not found.')
         if strict:
             load_state_dict_checked(bare, weights, source)
             get_root_logger().info(f'Loaded {type(bare).__name__} from {source} (strict).')
@@ -121,25 +119,24 @@ class FRFSRBaseModel(SRModel):
                                   lambda: super(FRFSRBaseModel, self).save_training_state(epoch, current_iter))
 
     def _save_atomically(self, path_key, filename, save):
-        """Run BasicSR's ``save`` into a temporary folder on the same file system, then ``os.replace`` the file.
+        """Run BasicSR's ``save`` (rank 0 only, as BasicSR's ``master_only``) through the atomic writer.
 
-        A kill at any moment leaves either the previous file or the complete new one under the final name; since
-        the training state is saved after the networks, every ``<iter>.state`` has its checkpoints.
+        ``save`` writes into ``opt['path'][path_key]``, which points to the writer's staging folder meanwhile. A kill at
+        any moment leaves either the previous file or the complete new one under the final name; since the training
+        state is saved after the networks, every ``<iter>.state`` has its checkpoints.
         """
+        if get_dist_info()[0] != 0:
+            return
         final_dir = self.opt['path'][path_key]
-        staging_dir = osp.join(final_dir, '.incomplete')
-        if get_dist_info()[0] == 0:
-            os.makedirs(staging_dir, exist_ok=True)
-        self.opt['path'][path_key] = staging_dir
-        try:
-            save()  # rank 0 only (BasicSR's master_only)
-        finally:
-            self.opt['path'][path_key] = final_dir
-        staged = osp.join(staging_dir, filename)
-        if get_dist_info()[0] == 0 and osp.isfile(staged):
-            os.replace(staged, osp.join(final_dir, filename))
-            if not os.listdir(staging_dir):
-                os.rmdir(staging_dir)
+
+        def write(staged):
+            self.opt['path'][path_key] = osp.dirname(staged)
+            try:
+                save()
+            finally:
+                self.opt['path'][path_key] = final_dir
+
+        write_atomically(osp.join(final_dir, filename), write)
 
     def setup_optimizers(self):
         """Adam over net_g with learning-rate groups chosen by parameter-name regular expressions.

@@ -1,9 +1,15 @@
-"""Loading of pretrained weights from local files only (nothing is ever downloaded)."""
+"""Network checkpoints on local files only (nothing is ever downloaded): the one reader of weights files, strict
+loading that names every mismatch, the ``pretrained`` option of frozen networks, and the one atomic writer."""
+import contextlib
 import os
+from os import path as osp
 
 import torch
 
-from frfsr_plugin.utils.errors import UserInputError
+from frfsr_plugin.utils.errors import BadFileError, UserInputError
+
+DDP_PREFIX = 'module.'
+STAGING_FOLDER = '.incomplete'  # next to the final file: same file system, so os.replace is atomic
 
 
 class PretrainedWeightsError(UserInputError):
@@ -33,26 +39,38 @@ def resolve_pretrained_option(pretrained, owner, description):
     return path
 
 
-def read_state_dict(path, param_key='params'):
-    """Read a plain or BasicSR-style (``{'params': ...}``) state dict, stripping DDP's ``module.`` prefix.
+def read_state_dict(path, param_key='params', missing_message=None):
+    """The state dict of a plain or BasicSR-style (``{'params': ..., 'params_ema': ...}``) checkpoint file.
 
     Args:
         path (str): Checkpoint file.
-        param_key (str | None): Key holding the state dict in BasicSR checkpoints; as in BasicSR, ``'params'`` is
-            used when the file lacks it (e.g. ``params_ema`` of a run without EMA). Default: ``'params'``.
+        param_key (str): Key of the state dict in BasicSR checkpoints; as in BasicSR, ``'params'`` is used when the
+            file lacks it (e.g. ``params_ema`` of a run without EMA), and the file's own dict when it has neither (a
+            plain state dict). Default: ``'params'``.
+        missing_message (str | None): The error when ``path`` is not a file. Default: ``weights file '<path>' not
+            found.``
 
     Returns:
-        dict[str, Tensor]: The state dict.
+        dict[str, Tensor]: The state dict, DDP's ``module.`` prefixes stripped.
+
+    Raises:
+        PretrainedWeightsError: The file is missing or unreadable.
+        BadFileError: It holds something other than tensors (a training state, for instance).
     """
+    if not osp.isfile(path):
+        raise PretrainedWeightsError(missing_message or f"weights file '{path}' not found.")
     try:
         state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as error:  # torch raises many types for unreadable files
         raise PretrainedWeightsError(f"Cannot read weights file '{path}': {error}") from error
-    if param_key is not None and isinstance(state, dict):
-        state = next((state[key] for key in (param_key, 'params') if key in state), state)
     if not isinstance(state, dict):
         raise PretrainedWeightsError(f"Weights file '{path}' does not hold a state dict.")
-    return {key[len('module.'):] if key.startswith('module.') else key: value for key, value in state.items()}
+    state = next((state[key] for key in (param_key, 'params') if isinstance(state.get(key), dict)), state)
+    not_tensors = [key for key, value in state.items() if not torch.is_tensor(value)]
+    if not_tensors:
+        raise BadFileError(f"'{path}' is not a network state dict: entries {', '.join(not_tensors[:5])} are not "
+                           'tensors (a training state?).')
+    return {key[len(DDP_PREFIX):] if key.startswith(DDP_PREFIX) else key: value for key, value in state.items()}
 
 
 def load_state_dict_checked(module, state_dict, source, strict=True):
@@ -104,3 +122,29 @@ def load_pretrained(module, pretrained, owner, description, param_key='params', 
         return False
     load_state_dict_checked(module, read_state_dict(path, param_key), f"'{path}'", strict=strict)
     return True
+
+
+def write_atomically(path, write):
+    """Write a file so that ``path`` holds its previous content or the complete new one, whatever happens meanwhile.
+
+    ``write(staged)`` writes the file to ``staged`` in ``<folder of path>/.incomplete/``, on the same file system,
+    which is then renamed to ``path`` with ``os.replace``; a kill at any moment leaves no partial file under ``path``.
+    A staged file that ``write`` left after failing is removed, and so is the staging folder once empty. When
+    ``write`` writes nothing (BasicSR's savers only warn after failed retries), ``path`` stays as it was.
+
+    Args:
+        path (str): The file to write (its folder is created).
+        write (callable): ``write(staged_path)``, writing the whole file there.
+    """
+    staging_dir = osp.join(osp.dirname(osp.abspath(path)), STAGING_FOLDER)
+    os.makedirs(staging_dir, exist_ok=True)
+    staged = osp.join(staging_dir, osp.basename(path))
+    try:
+        write(staged)
+        if osp.isfile(staged):
+            os.replace(staged, path)
+    finally:
+        if osp.exists(staged):
+            os.remove(staged)
+        with contextlib.suppress(OSError):  # not empty: another file is being staged
+            os.rmdir(staging_dir)
