@@ -44,15 +44,15 @@ def train_batch(opt):
 def test_net1_frozen_and_bit_identical_while_net2_and_critic_learn(data_root, stage1_weights):
     model, opt = make_stage2_model(data_root, stage1_weights)
     batch = train_batch(opt)
-    net1_before = {k: v.clone() for k, v in model.net_stage1.state_dict().items()}
+    net1_before = {k: v.clone() for k, v in model.reference_pipeline.stage1.state_dict().items()}
     net2_before = {k: v.clone() for k, v in model.net_g.state_dict().items()}
     d_before = {k: v.clone() for k, v in model.net_d.state_dict().items()}
     optimised = {id(p) for o in model.optimizers for g in o.param_groups for p in g['params']}
-    assert not any(id(p) in optimised or p.requires_grad for p in model.net_stage1.parameters())
+    assert not any(id(p) in optimised or p.requires_grad for p in model.reference_pipeline.stage1.parameters())
     for step in range(1, 4):
         model.feed_data(batch)
         model.optimize_parameters(step)
-        assert all(p.grad is None for p in model.net_stage1.parameters())
+        assert all(p.grad is None for p in model.reference_pipeline.stage1.parameters())
     # Every Net2 parameter is in the graph. Gradients are non-zero from step 2 on (the offset/mask convs start at zero,
     # so step 1 gives their inputs none), except behind ReLUs that happen to be dead for this batch: this 16-channel net
     # has 3-unit DDF channel branches and 4-channel ESA branches.
@@ -61,8 +61,8 @@ def test_net1_frozen_and_bit_identical_while_net2_and_critic_learn(data_root, st
     assert all('ddf_blocks' in n or '.esa.' in n for n in zero_grads)
     assert len(zero_grads) < 0.15 * len(list(model.net_g.parameters()))  # 26 of 220 with this seed and init
     assert not any(n.startswith(('reuse_fusion', 'align_', 'tail')) for n in zero_grads)
-    assert all(torch.equal(v, net1_before[k]) for k, v in model.net_stage1.state_dict().items())
-    assert not model.net_stage1.training
+    assert all(torch.equal(v, net1_before[k]) for k, v in model.reference_pipeline.stage1.state_dict().items())
+    assert not model.reference_pipeline.stage1.training
     changed = [n for n, p in model.net_g.named_parameters() if not torch.equal(p, net2_before[n])]
     assert len(changed) >= 0.75 * len(net2_before)  # the rest have zero or vanishing gradients at init (176 of 220)
     assert {'reuse_fusion_down_large.weight', 'reuse_fusion_up_large.weight', 'tail.2.weight'} <= set(changed)
@@ -87,11 +87,14 @@ def test_reused_feature_is_net1_aggregate_output(data_root, stage1_weights):
     model, opt = make_stage2_model(data_root, stage1_weights)
     model.feed_data(train_batch(opt))
     captured = []
-    model.net_stage1.aggregate_up_large.register_forward_hook(lambda m, a, out: captured.append(out))
-    context = model.reference_context()
-    assert torch.equal(context['reuse_feat'], captured[0])
-    assert context['reuse_feat'].shape == (2, 16, 64, 64)
-    assert model.output_stage1.shape == (2, 3, 64, 64)
+    pipeline = model.reference_pipeline
+    pipeline.stage1.aggregate_up_large.register_forward_hook(lambda m, a, out: captured.append(out))
+    context = pipeline.reference_context(model.lq, model.lq_up, model.ref)
+    restoration = pipeline.restore(model.net_g, model.lq, context)
+    assert 'reuse_feat' not in context  # the reference context never runs Net1
+    assert torch.equal(restoration.reuse_feat, captured[0])
+    assert restoration.reuse_feat.shape == (2, 16, 64, 64)
+    assert restoration.sr_stage1.shape == restoration.sr.shape == (2, 3, 64, 64)
 
 
 def test_warmup_steps_train_pixel_loss_only(data_root, stage1_weights):

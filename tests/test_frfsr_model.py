@@ -34,7 +34,8 @@ def train_batch(opt, batch_size=2):
 def test_frozen_networks_are_eval_without_grad_and_not_optimised(data_root):
     model, _ = make_model(data_root)
     optimised = {id(p) for group in model.optimizer_g.param_groups for p in group['params']}
-    for net in (model.net_extractor, model.net_map, model.net_sife):
+    pipeline = model.reference_pipeline
+    for net in (pipeline.extractor, pipeline.correspondence, pipeline.sife):
         assert not net.training
         assert all(not p.requires_grad and id(p) not in optimised for p in net.parameters())
     assert optimised == {id(p) for p in model.net_g.parameters()}

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 import torchvision
 import yaml
 from basicsr.archs import build_network
+from basicsr.utils import tensor2img
 from helpers import tiny_networks, tiny_stage2_options, tiny_test_options
 from skimage import data as skimage_data
 from torch import nn
@@ -169,11 +170,13 @@ def test_tiled_stage1_and_two_stage_match_whole_image(inferencers, photo_pair):
     comes from ESA's size-dependent attention map and the DDF's global pooling (frfsr_plugin/restoration/tiling.py).
     """
     lr, ref = photo_pair
-    inferencer = RefSRInferencer(inferencers['stage2'], inferencers['net2'])
+    inferencer = RefSRInferencer(inferencers['stage2'], inferencers['net2'], tile_overlap=OVERLAP)
+    batch, (height, width) = inferencer.prepare(lr, ref)
     outputs = {}
-    for inferencer.tile_size, inferencer.tile_overlap in ((None, OVERLAP), (TILE, OVERLAP)):
-        sr = inferencer(lr, ref)
-        outputs[inferencer.tile_size] = (sr, inferencer.model.output_stage1.clone(), inferencer.model.output.clone())
+    for tile_size in (None, TILE):
+        restoration = inferencer.restore(batch, tile_size, inferencer.max_corr_elements)
+        sr, sr_stage1 = (image[..., :height, :width] for image in (restoration.sr, restoration.sr_stage1))
+        outputs[tile_size] = (tensor2img(sr, rgb2bgr=False), sr_stage1, sr)
     bilinear = F.interpolate(to_batch(lr, 'cpu'), scale_factor=4, mode='bilinear', align_corners=False)
     for index, name in ((1, 'stage 1'), (2, 'two-stage')):
         whole, tiled = outputs[None][index], outputs[TILE][index]
@@ -222,8 +225,8 @@ with open('/proc/self/clear_refs', 'w') as clear_refs:  # resets the peak: measu
     clear_refs.write('5')
 pixels = 16 * lr.shape[0] * lr.shape[1]
 # budget: what the networks use now, the context kept for the tiles and the forward of a 32x40 tile
-kept = memory.kept_bytes_per_pixel(inferencer.model.net_g.sife_channels, 1) * pixels
-tile_bytes = inferencer.model.net_g.inference_bytes_per_pixel() * 16 * 32 * 40
+kept = memory.kept_bytes_per_pixel(inferencer.generator.sife_channels, 1) * pixels
+tile_bytes = inferencer.generator.inference_bytes_per_pixel() * 16 * 32 * 40
 inferencer.max_memory = inferencer.baseline_memory + kept + tile_bytes
 tile_size, _ = inferencer.plan(lr.shape[:2], ref.shape[:2], ref_path)
 sr = inferencer(lr, ref, ref_path)

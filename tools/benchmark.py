@@ -31,6 +31,8 @@ import torch.nn.functional as F
 
 import frfsr_plugin  # noqa: F401  (torchvision alias for basicsr, then registration)
 from frfsr_plugin.ops.patch_match import match_patches, match_patches_direct
+from frfsr_plugin.restoration.pipeline import (FeatureReuse, ReferencePipeline, build_reference_networks,
+                                               random_reference_network_options)
 from frfsr_plugin.utils.cpu_allocator import retain_freed_cpu_memory
 from frfsr_plugin.utils.speed import SPEED_OPTIONS, autocast_context, speed_up_network
 
@@ -102,13 +104,12 @@ TRAIN_STEP_CODE = '''
 import json, time, torch
 import frfsr_plugin
 from basicsr.utils.registry import ARCH_REGISTRY
+from frfsr_plugin.restoration.pipeline import ReferencePipeline, random_reference_network_options
+from frfsr_plugin.utils.speed import speed_up_network
 torch.set_num_threads({threads})
 torch.manual_seed(0)
-encoder = ARCH_REGISTRY.get('FRFSRContrastiveEncoder')(pretrained=False).eval()
-correspondence = ARCH_REGISTRY.get('FRFSRCorrespondence')(pretrained=False).eval()
-sife = ARCH_REGISTRY.get('FRFSRSIFENet')(pretrained=False).eval()
-from frfsr_plugin.utils.speed import autocast_context, speed_up_network
 speed = {speed}
+pipeline = ReferencePipeline.from_options(dict(random_reference_network_options(), speed=speed))
 net = speed_up_network(ARCH_REGISTRY.get('FRFSRNet')(dcn_backend='{dcn_backend}'), speed)
 optimizer = torch.optim.Adam(net.parameters(), 1e-4)
 lq, gt, ref = torch.rand(2, 3, 40, 40), torch.rand(2, 3, 160, 160), torch.rand(2, 3, 160, 160)
@@ -117,11 +118,7 @@ times = []
 base = current_rss_mb()
 for _ in range({repeats} + 1):  # the first step warms up (first-call set-up of kernels and allocator), not timed
     start = time.perf_counter()
-    with torch.no_grad():
-        context = correspondence(*encoder(lq_up, ref), ref)
-        context['sife_feat'] = sife(lq)
-    with autocast_context(torch.device('cpu'), speed):
-        loss = (net(lq, context).float() - gt).abs().mean()
+    loss = (pipeline.super_resolve(net, lq, lq_up, ref).sr - gt).abs().mean()
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -138,36 +135,63 @@ def cufed5_inputs():
     return lq, F.interpolate(lq, scale_factor=4, mode='bicubic', align_corners=False), ref
 
 
+def forward_seconds(modules, run, repeats):
+    """Median seconds of each module's forward while ``run()`` executes, over ``repeats`` runs.
+
+    Args:
+        modules (dict[str, nn.Module]): Stage name -> the module to time (each called once per run).
+        run (callable): Runs the whole computation.
+        repeats (int): Number of runs.
+
+    Returns:
+        dict[str, float]: Stage name -> median seconds.
+    """
+    started, seconds = {}, {name: [] for name in modules}
+
+    def start(name):
+        started[name] = time.perf_counter()
+
+    def stop(name):
+        seconds[name].append(time.perf_counter() - started[name])
+
+    handles = []
+    for name, module in modules.items():
+        handles.append(module.register_forward_pre_hook(lambda _, args, name=name: start(name)))
+        handles.append(module.register_forward_hook(lambda _, args, output, name=name: stop(name)))
+    try:
+        for _ in range(repeats):
+            run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
 def bench_two_stage_inference(repeats, dcn_backend, speed):
-    """Per-stage seconds of two-stage inference at CUFED5 size with full-size random-init networks.
+    """Per-stage seconds of two-stage inference at CUFED5 size with full-size random-init networks, timed inside the
+    reference pipeline's own path.
 
     Returns:
         tuple[dict[str, float], dict, nn.Module]: seconds per stage, the stage-1 context, and Net1.
     """
     torch.manual_seed(0)
-    encoder = ARCH_REGISTRY.get('FRFSRContrastiveEncoder')(pretrained=False).eval()
-    correspondence = ARCH_REGISTRY.get('FRFSRCorrespondence')(pretrained=False).eval()
-    sife = ARCH_REGISTRY.get('FRFSRSIFENet')(pretrained=False).eval()
+    encoder, correspondence, sife = build_reference_networks(random_reference_network_options())
     net1 = ARCH_REGISTRY.get('FRFSRNet')(dcn_backend=dcn_backend).eval()
-    net2 = ARCH_REGISTRY.get('FRFSRStage2Net')(dcn_backend=dcn_backend).eval()
-    reused = {}
-    net1.aggregate_up_large.register_forward_hook(lambda module, args, out: reused.update(feat=out))
-    net1, net2 = speed_up_network(net1, speed), speed_up_network(net2, speed)
+    net2 = speed_up_network(ARCH_REGISTRY.get('FRFSRStage2Net')(dcn_backend=dcn_backend).eval(), speed)
+    pipeline = ReferencePipeline(encoder, correspondence, sife, speed_up_network(net1, speed),
+                                 FeatureReuse('aggregate_up_large'), speed)
     lq, lq_up, ref = cufed5_inputs()
-    stages = {}
+    stages = {
+        'encoder': encoder,
+        'correspondence (matching, flows, pre-offsets, VGG19)': correspondence,
+        'SIFE': sife,
+        'Net1': pipeline.stage1,
+        'Net2': net2
+    }
     with torch.no_grad():
-        stages['encoder'] = median_seconds(lambda: encoder(lq_up, ref), repeats)
-        feats = encoder(lq_up, ref)
-        stages['correspondence (matching, flows, pre-offsets, VGG19)'] = median_seconds(
-            lambda: correspondence(*feats, ref), repeats)
-        context = correspondence(*feats, ref)
-        stages['SIFE'] = median_seconds(lambda: sife(lq), repeats)
-        context['sife_feat'] = sife(lq)
-        with autocast_context(lq.device, speed):
-            stages['Net1'] = median_seconds(lambda: net1(lq, context), repeats)
-            stage2_context = dict(context, reuse_feat=reused['feat'])
-            stages['Net2'] = median_seconds(lambda: net2(lq, stage2_context), repeats)
-    return stages, context, net1
+        seconds = forward_seconds(stages, lambda: pipeline.super_resolve(net2, lq, lq_up, ref), repeats)
+        context = pipeline.reference_context(lq, lq_up, ref)
+    return seconds, context, pipeline.stage1
 
 
 def bench_speed_options(net, context, repeats):

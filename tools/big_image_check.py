@@ -38,6 +38,9 @@ torch.manual_seed(0)  # the same random frozen networks (pretrained: false) in e
 lr, ref = read_image_rgb(lr_path), read_image_rgb(ref_path)
 inferencer = RefSRInferencer(opt, weights, tile=None if tile == 'none' else int(tile),
                              max_memory_mb=None if budget_mb == 'none' else float(budget_mb))
+batch, _ = inferencer.prepare(lr, ref)
+tile_size, corr_elements = inferencer.plan(batch['lq'].shape[-2:], ref.shape[:2], ref_path)  # what the call picks
+del batch
 with open('/proc/self/clear_refs', 'w') as clear_refs:
     clear_refs.write('5')  # peak of the image, not of building the networks
 start = time.perf_counter()
@@ -47,8 +50,7 @@ np.save(out_path, sr)
 with open('/proc/self/status') as status:
     peak = int(re.search(r'VmHWM:\s+(\d+) kB', status.read()).group(1)) << 10
 print(json.dumps({'seconds': seconds, 'peak_mb': peak / 2**20, 'baseline_mb': inferencer.baseline_memory / 2**20,
-                  'tile': inferencer.model.opt['val']['tile']['size'], 'overlap': inferencer.tile_overlap,
-                  'max_corr_elements': inferencer.model.net_map.max_corr_elements}))
+                  'tile': tile_size, 'overlap': inferencer.tile_overlap, 'max_corr_elements': corr_elements}))
 '''
 
 
@@ -59,11 +61,9 @@ def write_inputs(workdir, dcn_backend, lr_size):
     from skimage import data as skimage_data
 
     from frfsr_plugin.data.transforms import pil_bicubic_resize
+    from frfsr_plugin.restoration.pipeline import random_reference_network_options
     os.makedirs(workdir, exist_ok=True)
-    frozen = {'network_extractor': 'FRFSRContrastiveEncoder', 'network_map': 'FRFSRCorrespondence',
-              'network_sife': 'FRFSRSIFENet'}  # yapf: disable
-    networks = {key: {'type': arch, 'pretrained': False} for key, arch in frozen.items()}
-    networks['network_g'] = {'type': 'FRFSRNet', 'dcn_backend': dcn_backend}
+    networks = dict(random_reference_network_options(), network_g={'type': 'FRFSRNet', 'dcn_backend': dcn_backend})
     opt = {'name': 'big_image_check', 'model_type': 'FRFSRModel', 'scale': 4, 'num_gpu': 0, **networks, 'path': {}}
     paths = {name: osp.join(workdir, name) for name in ('options.yml', 'net_g.pth', 'lr.png', 'ref.png')}
     with open(paths['options.yml'], 'w', encoding='utf-8') as file:

@@ -108,11 +108,11 @@ def y_psnr_ssim(sr, gt):
     return psnr, calculate_ssim(sr_img, gt_img, CROP_BORDER, test_y_channel=True)
 
 
-def evaluate(model, dataset, num_images):
+def evaluate(inferencer, dataset, num_images):
     """Mean Y-PSNR/SSIM of a model over the first ``num_images`` samples of a test set.
 
     Args:
-        model (FRFSRModel | None): BasicSR model; None scores the bicubic-upsampled LR (``lq_up``) instead.
+        inferencer (RefSRInferencer | None): The model; None scores the bicubic-upsampled LR (``lq_up``) instead.
         dataset (Dataset): ``RefSRTestDataset``.
         num_images (int): Number of samples.
 
@@ -121,13 +121,12 @@ def evaluate(model, dataset, num_images):
     """
     scores = []
     for batch in build_dataloader(Subset(dataset, range(num_images)), {'phase': 'test'}):
-        if model is None:
-            height, width = batch['gt'].shape[-2:]
-            scores.append(y_psnr_ssim(batch['lq_up'][..., :height, :width], batch['gt']))
-            continue
-        model.feed_data(batch)
-        model.test()  # crops the SR to the GT size
-        scores.append(y_psnr_ssim(model.output, model.gt))
+        height, width = batch['gt'].shape[-2:]
+        if inferencer is None:
+            sr = batch['lq_up']
+        else:
+            sr = inferencer.restore(batch, inferencer.tile_size, inferencer.max_corr_elements).sr
+        scores.append(y_psnr_ssim(sr[..., :height, :width], batch['gt']))
     return tuple(np.mean(scores, axis=0).tolist())
 
 
@@ -184,10 +183,10 @@ def run(args):
     num_images = min(num_images, args.max_images or num_images)
     if opt.get('manual_seed') is not None:  # as `basicsr test`: random-init frozen parts (tests, demo) reproduce
         set_random_seed(opt['manual_seed'])
-    model = RefSRInferencer(args.opt, args.weights, args.device, args.max_corr_elements).model
+    inferencer = RefSRInferencer(args.opt, args.weights, args.device, args.max_corr_elements)
     results = {}
     for condition, dataset in datasets.items():
-        results[condition] = evaluate(None if condition == 'bicubic' else model, dataset, num_images)
+        results[condition] = evaluate(None if condition == 'bicubic' else inferencer, dataset, num_images)
         print(f'{condition}: PSNR {results[condition][0]:.2f} dB, SSIM {results[condition][1]:.4f}', file=sys.stderr)
     figures = [f'images: {num_images}'] + [
         f'{condition}_{name}: {value:.{digits}f}' for condition, (psnr, ssim) in results.items()

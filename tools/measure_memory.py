@@ -16,11 +16,14 @@ import json
 import subprocess
 import sys
 
+from frfsr_plugin.restoration.pipeline import random_reference_network_options
+
 CHILD = r'''
 import json, os, resource, torch
 import frfsr_plugin  # noqa: F401
 from basicsr.archs import build_network
 from frfsr_plugin.restoration.memory import matching_bytes
+from frfsr_plugin.restoration.pipeline import ReferencePipeline
 
 torch.set_num_threads(2)
 kind, options, lr = {kind!r}, {options!r}, {lr!r}
@@ -41,13 +44,11 @@ def context(lr, sife_channels, reuse_channels):
 
 with torch.no_grad():
     if kind == 'global':
-        extractor, corr, sife = (build_network(dict(opt)).eval() for opt in options)
+        pipeline = ReferencePipeline.from_options(options)
         lq, lq_up, ref = torch.rand(1, 3, lr, lr), torch.rand(1, 3, 4 * lr, 4 * lr), torch.rand(1, 3, 4 * lr, 4 * lr)
         base = rss()
-        feat_lq, feat_ref = extractor(lq_up, ref)
-        out = corr(feat_lq, feat_ref, ref)
-        out['sife_feat'] = sife(lq)
-        extra = matching_bytes((lr, lr), corr.max_corr_elements)
+        out = pipeline.reference_context(lq, lq_up, ref)
+        extra = matching_bytes((lr, lr), pipeline.correspondence.max_corr_elements)
     else:
         net = build_network(dict(options)).eval()
         lq = torch.rand(1, 3, lr, lr)
@@ -59,17 +60,7 @@ peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps(peak - base - extra))
 '''
 
-FROZEN = [{
-    'type': 'FRFSRContrastiveEncoder',
-    'pretrained': False
-}, {
-    'type': 'FRFSRCorrespondence',
-    'pretrained': False,
-    'max_corr_elements': 1
-}, {
-    'type': 'FRFSRSIFENet',
-    'pretrained': False
-}]
+FROZEN = random_reference_network_options(network_map={'max_corr_elements': 1})  # the smallest matching chunks
 GENERATORS = {
     'FRFSRNet num_feat 64': {
         'type': 'FRFSRNet',

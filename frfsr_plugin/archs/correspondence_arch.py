@@ -35,12 +35,14 @@ class FRFSRCorrespondence(torch.nn.Module):
         self.max_corr_elements = int(max_corr_elements)
         self.vgg = VGG19Features(REF_LAYERS, pretrained, owner=type(self).__name__)
 
-    def forward(self, feat_lq, feat_ref, img_ref):
+    def forward(self, feat_lq, feat_ref, img_ref, max_corr_elements=None):
         """
         Args:
             feat_lq (Tensor): Encoder features of the upsampled LR, shape (B, C, h, w).
             feat_ref (Tensor): Encoder features of the Ref, shape (B, C, h, w) (the Ref has the HR size).
             img_ref (Tensor): Reference image, shape (B, 3, 4h, 4w).
+            max_corr_elements (int | None): Memory budget of this call's correlation chunks; None: the module's
+                ``max_corr_elements``. Default: None.
 
         Returns:
             dict: with keys
@@ -53,7 +55,8 @@ class FRFSRCorrespondence(torch.nn.Module):
                 'FRFSRCorrespondence needs a Ref of exactly the HR size (pad LR and Ref to a common size '
                 f'first); got encoder features {tuple(feat_lq.shape[-2:])} / {tuple(feat_ref.shape[-2:])} '
                 f'and Ref {tuple(img_ref.shape[-2:])}.')
-        max_idx, _ = self.match(feat_lq, feat_ref, self.max_corr_elements)
+        budget = self.max_corr_elements if max_corr_elements is None else max_corr_elements
+        max_idx, _ = self.match(feat_lq, feat_ref, budget)
         flow = index_to_flow(max_idx, ref_grid_width=feat_ref.shape[-1] - PATCH_SIZE + 1)
         vgg = self.vgg(img_ref)
         ref_feats = tuple(vgg[name] for name in REF_LAYERS)

@@ -7,21 +7,11 @@ from basicsr.archs import build_network
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from frfsr_plugin.archs.arch_util import generator_bytes_per_pixel
+from frfsr_plugin.archs.arch_util import generator_bytes_per_pixel, get_submodule_checked
 from frfsr_plugin.utils.checkpoint import load_pretrained
 from frfsr_plugin.utils.errors import OptionError
 
 FUSION_INITS = ('zero', 'small')
-
-
-def get_submodule_checked(network, path, option):
-    """``network.get_submodule(path)`` with an error that names the option and lists valid top-level names."""
-    try:
-        return network.get_submodule(path)
-    except AttributeError as error:
-        children = ', '.join(name for name, _ in network.named_children())
-        raise OptionError(f'{option}: {type(network).__name__} has no submodule {path!r} (top level: {children}).') \
-            from error
 
 
 class ReuseFusion(nn.Module):
@@ -56,8 +46,9 @@ class FeatureReuseNet(nn.Module):
     """Stage-2 network of the feature reuse framework around any registered RefSR generator.
 
     The base generator is built unchanged; a :class:`ReuseFusion` is inserted in front of each named submodule of
-    ``fusion_targets`` (through a forward pre-hook on its first positional input), so a user's arch gets feature reuse
-    without editing its code. The reused feature arrives as ``context['reuse_feat']``.
+    ``fusion_targets`` (through a forward pre-hook on its first positional input, registered for the duration of each
+    forward), so a user's arch gets feature reuse without editing its code. The reused feature arrives as
+    ``context['reuse_feat']``.
 
     Args:
         base (dict): Options of the base arch (``type`` plus its kwargs); its forward is ``(lq, context)``.
@@ -75,15 +66,17 @@ class FeatureReuseNet(nn.Module):
         self.base = build_network(dict(base))
         self.reuse_channels = reuse_channels
         self.fusions = nn.ModuleDict()
-        self._reuse_feat = None
+        self.fusion_paths = {}  # key in self.fusions -> submodule path in the base
         for path, channels in fusion_targets.items():
-            target = get_submodule_checked(self.base, path, 'FeatureReuseNet.fusion_targets')
+            get_submodule_checked(self.base, path, 'FeatureReuseNet.fusion_targets')
             key = path.replace('.', '__')
             self.fusions[key] = ReuseFusion(channels, reuse_channels, fusion_init)
-            target.register_forward_pre_hook(functools.partial(self._fuse_input, key))
+            self.fusion_paths[key] = path
         if pretrained_base is not None:
             load_pretrained(self.base, pretrained_base, 'FeatureReuseNet.pretrained_base',
                             f'a stage-1 checkpoint of {base["type"]}')
+
+    needs_reuse_feat = True  # the reused feature is an input of every fusion
 
     @property
     def supports_tiling(self):
@@ -94,8 +87,8 @@ class FeatureReuseNet(nn.Module):
         """The base arch's peak memory per HR output pixel (``restoration/memory.py``) plus the reused feature."""
         return generator_bytes_per_pixel(self.base) + 4 * self.reuse_channels
 
-    def _fuse_input(self, key, module, args):
-        return (self.fusions[key](args[0], self._reuse_feat), ) + tuple(args[1:])
+    def _fuse_input(self, key, reuse_feat, module, args):
+        return (self.fusions[key](args[0], reuse_feat), ) + tuple(args[1:])
 
     def forward(self, lq, context):
         """
@@ -106,8 +99,13 @@ class FeatureReuseNet(nn.Module):
         Returns:
             Tensor: The base arch's output, e.g. SR of shape (B, 3, 4h, 4w).
         """
-        self._reuse_feat = context['reuse_feat']
+        handles = [
+            self.base.get_submodule(path).register_forward_pre_hook(
+                functools.partial(self._fuse_input, key, context['reuse_feat']))
+            for key, path in self.fusion_paths.items()
+        ]
         try:
             return self.base(lq, context)
         finally:
-            self._reuse_feat = None
+            for handle in handles:
+                handle.remove()

@@ -86,6 +86,11 @@ class FRFSRNet(nn.Module):
             self.reuse_fusion_up_large = nn.Conv2d(reuse_channels + num_feat, num_feat, 3, 1, 1)
         init_restoration_weights(self)
 
+    @property
+    def needs_reuse_feat(self):
+        """Whether the forward reads ``context['reuse_feat']`` (stage 2: ``reuse_channels`` > 0)."""
+        return bool(self.reuse_channels)
+
     def inference_bytes_per_pixel(self):
         """Peak memory of one forward without gradients (float32), in bytes per HR output pixel, inputs excluded
         except the reused feature.

@@ -25,6 +25,7 @@ class FRFSRSIFENet(RRDBNet):
     def __init__(self, pretrained=None, num_feat=64, num_block=23, num_grow_ch=32):
         super().__init__(
             num_in_ch=3, num_out_ch=3, scale=4, num_feat=num_feat, num_block=num_block, num_grow_ch=num_grow_ch)
+        self.out_channels = num_feat  # of the trunk feature that forward returns
         load_pretrained(self, pretrained, type(self).__name__, RRDB_WEIGHTS_DESCRIPTION)
 
     def forward(self, img_lq):

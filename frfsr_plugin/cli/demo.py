@@ -20,11 +20,12 @@ from PIL import Image
 
 from frfsr_plugin.cli.demo_data import build_cufed5_like_set, build_train_set
 from frfsr_plugin.cli.demo_encoder import latest_weights, student_options, teacher_options
+from frfsr_plugin.restoration.pipeline import REFERENCE_NETWORKS, random_reference_network_options
 
 STAGE1_NAME = 'demo_frfsr_stage1'
 STAGE2_NAME = 'demo_frfsr_stage2'
 TEST_SET_NAME = 'CUFED5_demo'
-FROZEN_NETWORKS = ['network_extractor', 'network_map', 'network_sife']
+FROZEN_NETWORKS = list(REFERENCE_NETWORKS)
 # yapf: disable
 Y_METRICS = {
     'psnr': {'type': 'calculate_psnr', 'crop_border': 4, 'test_y_channel': True},
@@ -35,10 +36,7 @@ Y_METRICS = {
 def demo_networks():
     """Small networks (half of FRFSR's width, 2 ResBlocks per TAAM) that train in minutes on 2 CPU cores."""
     return {
-        'network_extractor': {'type': 'FRFSRContrastiveEncoder', 'pretrained': False},
-        'network_map': {'type': 'FRFSRCorrespondence', 'pretrained': False},
-        'network_sife': {'type': 'FRFSRSIFENet', 'pretrained': False, 'num_feat': 32, 'num_block': 2,
-                         'num_grow_ch': 16},
+        **random_reference_network_options(network_sife={'num_feat': 32, 'num_block': 2, 'num_grow_ch': 16}),
         'network_g': {'type': 'FRFSRNet', 'num_feat': 32, 'num_res_blocks': 2, 'num_ddf_blocks': 1,
                       'sife_channels': 32, 'dcn_backend': 'pytorch'},
     }

@@ -3,14 +3,13 @@ import os
 from os import path as osp
 
 import numpy as np
-import torch.nn.functional as F
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import imwrite
 from tqdm import tqdm
 
 from frfsr_plugin.data.transforms import IMG_EXTENSIONS, read_image_rgb
 from frfsr_plugin.restoration.inference import RefSRInferencer, stitch_references, to_batch
-from frfsr_plugin.utils.comparison import write_comparison
+from frfsr_plugin.utils.comparison import refsr_panels, write_comparison
 from frfsr_plugin.utils.cpu_allocator import retain_freed_cpu_memory
 from frfsr_plugin.utils.errors import MissingFileError, OptionError
 
@@ -51,13 +50,6 @@ def image_metrics(sr, gt, lpips_weights):
     return values
 
 
-def compare_panels(lr, sr, ref, gt):
-    """bicubic | SR | Ref | GT (if any) as labelled [0, 1] tensors."""
-    bicubic = F.interpolate(to_batch(lr, 'cpu'), scale_factor=4, mode='bicubic', align_corners=False)
-    panels = [('bicubic', bicubic), ('SR', to_batch(sr, 'cpu')), ('Ref', to_batch(ref, 'cpu'))]
-    return panels + ([('GT', to_batch(gt, 'cpu'))] if gt is not None else [])
-
-
 def run_infer(args):
     """Run ``frfsr infer`` with parsed arguments; returns the list of per-image metric dicts (empty without --gt)."""
     if args.max_memory_mb is None:
@@ -77,7 +69,9 @@ def run_infer(args):
             results.append(values)
             print(f'{osp.basename(lr_path)}: ' + ', '.join(f'{k} {v:.4f}' for k, v in values.items()))
         if args.compare:
-            write_comparison(compare_panels(lr, sr, ref, gt), osp.splitext(out_path)[0] + '_compare.png')
+            lq, sr_batch, ref_batch = (to_batch(img, 'cpu') for img in (lr, sr, ref))
+            panels = refsr_panels(lq, sr_batch, ref_batch, None if gt is None else to_batch(gt, 'cpu'))
+            write_comparison(panels, osp.splitext(out_path)[0] + '_compare.png')
     if len(results) > 1:
         print('mean: ' + ', '.join(f'{k} {np.mean([r[k] for r in results]):.4f}' for k in results[0]))
     return results

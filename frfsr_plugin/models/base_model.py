@@ -4,18 +4,17 @@ from os import path as osp
 
 import torch
 import torch.distributed as dist
-from basicsr.archs import build_network
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info
 
+from frfsr_plugin.archs.arch_util import bare_network
 from frfsr_plugin.data.realworld_degradation import (BLOCK_KEY, KERNEL_BATCH_KEYS, parse_realworld_options,
                                                      train_degradation_block)
 from frfsr_plugin.ops.realworld_degradation import RealWorldDegradation, upsample_like_pil
-from frfsr_plugin.utils.checkpoint import (PretrainedWeightsError, load_state_dict_checked, read_state_dict,
-                                           write_atomically)
-from frfsr_plugin.utils.errors import MissingOptionError, OptionError, TrainingDivergedError, UserInputError
-from frfsr_plugin.utils.speed import autocast_context, parse_speed_options, speed_up_network, uncompiled
+from frfsr_plugin.utils.checkpoint import PretrainedWeightsError, load_checkpoint, read_state_dict, write_atomically
+from frfsr_plugin.utils.errors import OptionError, TrainingDivergedError, UserInputError
+from frfsr_plugin.utils.speed import parse_speed_options, speed_up_network
 
 
 class FRFSRBaseModel(SRModel):
@@ -25,7 +24,7 @@ class FRFSRBaseModel(SRModel):
         1. DistributedDataParallel on CPU (gloo), where BasicSR assumes CUDA, then the ``speed`` options
            (channels_last, torch.compile) for the networks BasicSR places; ``get_bare_model`` unwraps both;
         2. a barrier after BasicSR's rank-0 validation;
-        3. one-line errors for checkpoints that are missing or do not fit, and strict loading of frozen networks;
+        3. one-line errors for checkpoints that are missing or do not fit;
         4. atomic checkpoint and training-state saves;
         5. Adam learning-rate groups chosen by parameter-name regular expressions (``train.optim_g.param_group_lrs``);
         6. the non-finite loss guard: an update whose loss is NaN or Inf (on any rank) is skipped with a warning,
@@ -51,12 +50,7 @@ class FRFSRBaseModel(SRModel):
 
     def get_bare_model(self, net):
         """The network inside DDP and torch.compile wrappers."""
-        return super().get_bare_model(uncompiled(net))
-
-    def generator_forward(self, net, lq, context):
-        """``net(lq, context)`` under bf16 autocast when ``speed.bf16`` is set; the SR is returned in float32."""
-        with autocast_context(self.device, self.speed):
-            return net(lq, context).float()
+        return bare_network(net)
 
     def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
         """Rank 0 validates (BasicSR); the other ranks wait at a barrier instead of inside the next all-reduce."""
@@ -71,40 +65,16 @@ class FRFSRBaseModel(SRModel):
         (non-strict, where BasicSR would silently load nothing).
         """
         bare = self.get_bare_model(net)
+        if strict:
+            load_checkpoint(bare, load_path, param_key)
+            return
         source = f"'{load_path}'"
         weights = read_state_dict(load_path, param_key, f'{type(bare).__name__}: checkpoint {source} not found.')
-        if strict:
-            load_state_dict_checked(bare, weights, source)
-            get_root_logger().info(f'Loaded {type(bare).__name__} from {source} (strict).')
-            return
         if not set(weights) & set(bare.state_dict()):
             raise PretrainedWeightsError(f'{type(bare).__name__}: no parameter name of {source} fits this network '
                                          f'(file keys e.g. {", ".join(list(weights)[:5])}).')
         self._print_different_keys_loading(bare, weights, strict)
         bare.load_state_dict(weights, strict=False)
-
-    def build_frozen_network(self, key, required):
-        """Build ``opt[key]`` in eval mode without gradients (not wrapped in DDP). Returns None if absent."""
-        if key not in self.opt:
-            if required:
-                raise UserInputError(f'Option `{key}` is missing: {type(self).__name__} needs it.')
-            return None
-        net = build_network(self.opt[key]).to(self.device).eval()
-        return net.requires_grad_(False)
-
-    def load_frozen_network(self, name, what):
-        """Load ``net_<name>`` strictly from ``path.pretrain_network_<name>`` (key ``path.param_key_<name>``, default
-        ``params``); a missing path raises :class:`MissingOptionError` saying ``what`` checkpoint belongs there.
-
-        Args:
-            name (str): Network name, e.g. ``'stage1'`` or ``'teacher'``.
-            what (str): The rest of the error message, e.g. ``'the student needs the teacher checkpoint (...)'``.
-        """
-        load_path = self.opt['path'].get(f'pretrain_network_{name}')
-        if load_path is None:
-            raise MissingOptionError(f'path.pretrain_network_{name} is missing: {what}')
-        self.load_network(
-            getattr(self, f'net_{name}'), load_path, True, self.opt['path'].get(f'param_key_{name}', 'params'))
 
     def save_network(self, net, net_label, current_iter, param_key='params'):
         """BasicSR's checkpoint, written to ``models/.incomplete/`` and then renamed into place (atomic)."""

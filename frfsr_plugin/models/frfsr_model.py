@@ -3,13 +3,13 @@ from collections import OrderedDict
 from os import path as osp
 
 import torch
-import torch.nn.functional as F
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from frfsr_plugin.data.realworld_degradation import KERNEL_BATCH_KEYS
 from frfsr_plugin.models.base_model import FRFSRBaseModel
-from frfsr_plugin.restoration.tiling import check_supports_tiling, parse_tile_options, restore_in_tiles
-from frfsr_plugin.utils.comparison import write_comparison
+from frfsr_plugin.restoration.pipeline import ReferencePipeline
+from frfsr_plugin.restoration.tiling import parse_tile_options
+from frfsr_plugin.utils.comparison import refsr_panels, write_comparison
 
 
 @MODEL_REGISTRY.register()
@@ -19,12 +19,14 @@ class FRFSRModel(FRFSRBaseModel):
     Paper: A Feature Reuse Framework with Texture-adaptive Aggregation for Reference-based Super-Resolution.
 
     It mainly performs:
-        1. computes, without gradients, the reference context of a batch: contrastive encoder features
-           (``network_extractor``), patch matching, pre-offsets and VGG Ref features (``network_map``), and the SIFE
-           feature (optional ``network_sife``); these frozen networks are in no optimiser and never resumed;
-        2. runs ``net_g(lq, context)`` and trains it with the pixel (and optional perceptual) loss, with per-parameter
-           learning rates from ``train.optim_g.param_group_lrs``;
-        3. at test time crops the SR output back to the unpadded GT size before metrics;
+        1. builds the reference pipeline (``restoration/pipeline.py``): the frozen contrastive encoder
+           (``network_extractor``), correspondence (``network_map``: patch matching, pre-offsets and VGG Ref features)
+           and SIFE (optional ``network_sife``), in no optimiser and never resumed; it computes the reference context
+           of a batch without gradients and runs ``net_g(lq, context)`` on it;
+        2. trains ``net_g`` with the pixel (and optional perceptual) loss, with per-parameter learning rates from
+           ``train.optim_g.param_group_lrs``;
+        3. at test time restores the whole canvas or overlapping tiles of it (``val.tile``) and crops the SR output
+           back to the unpadded GT size before metrics;
         4. during validation writes a comparison image per sample (``comparison_panels``) under
            ``visualization/comparisons/<dataset>/`` and logs the first ``val.comparison_tb_images`` (default 3) to
            TensorBoard; ``val.comparisons: false`` turns this off.
@@ -35,11 +37,13 @@ class FRFSRModel(FRFSRBaseModel):
     learning-rate groups and the non-finite loss guard are :class:`FRFSRBaseModel`'s.
     """
 
+    uses_stage1 = False  # one stage: no Net1 in the reference pipeline
+
     def __init__(self, opt):
         super().__init__(opt)
-        self.net_extractor = self.build_frozen_network('network_extractor', required=True)
-        self.net_map = self.build_frozen_network('network_map', required=True)
-        self.net_sife = self.build_frozen_network('network_sife', required=False)
+        self.reference_pipeline = ReferencePipeline.from_options(self.opt, self.device, self.uses_stage1,
+                                                                 type(self).__name__)
+        self.reference_pipeline.check_generator(self.net_g)
 
     def feed_data(self, data):
         self.sample_name = osp.splitext(osp.basename(data['lq_path'][0]))[0] if 'lq_path' in data else None
@@ -52,23 +56,9 @@ class FRFSRModel(FRFSRBaseModel):
             self.lq = data['lq'].to(self.device)
             self.lq_up = data['lq_up'].to(self.device)
 
-    @torch.no_grad()
-    def reference_context(self):
-        """Correspondence and SIFE features of the current batch (frozen networks, no gradients).
-
-        Returns:
-            dict: ``pre_offsets``, ``ref_feats``, ``warped_ref_feats`` from ``net_map`` and ``sife_feat`` (B, C, h, w)
-            when ``network_sife`` is configured.
-        """
-        feat_lq, feat_ref = self.net_extractor(self.lq_up, self.ref)
-        context = self.net_map(feat_lq, feat_ref, self.ref)
-        if self.net_sife is not None:
-            context['sife_feat'] = self.net_sife(self.lq)
-        return context
-
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad()
-        self.output = self.generator_forward(self.net_g, self.lq, self.reference_context())
+        self.output = self.reference_pipeline.super_resolve(self.net_g, self.lq, self.lq_up, self.ref).sr
         loss_dict = OrderedDict()
         l_total = 0
         if self.cri_pix:
@@ -87,57 +77,25 @@ class FRFSRModel(FRFSRBaseModel):
 
         With ``val.tile: {size, overlap}`` (LR pixels) the restoration runs on overlapping tiles of the LR canvas, the
         context being computed once for the whole canvas (``restoration/tiling.py``); this bounds the memory of big
-        images. Sets ``self.output`` and any other output of :meth:`restore`.
+        images. Sets ``self.output`` and, for two-stage models, ``self.output_stage1`` (Net1's SR; else None).
         """
         net = getattr(self, 'net_g_ema', self.net_g)
         tile_size, overlap = parse_tile_options((self.opt.get('val') or {}).get('tile'))
         was_training = net.training
         net.eval()
         with torch.no_grad():
-            context = self.restoration_context()
-            if tile_size is None:
-                outputs = self.restore(net, self.lq, context)
-            else:
-                for network in self.restoration_networks(net):
-                    check_supports_tiling(self.get_bare_model(network))
-                outputs = restore_in_tiles(lambda lq, tile_context: self.restore(net, lq, tile_context), self.lq,
-                                           context, tile_size, overlap, self.opt.get('scale', 4))
+            restoration = self.reference_pipeline.super_resolve(net, self.lq, self.lq_up, self.ref, tile_size, overlap)
         net.train(was_training)
-        for name, output in outputs.items():
-            setattr(self, name, output[..., :self.gt.shape[-2], :self.gt.shape[-1]] if hasattr(self, 'gt') else output)
-
-    def restoration_context(self):
-        """The context of :meth:`restore` computed once per batch (tiles get crops of it): the reference context."""
-        return self.reference_context()
-
-    def restore(self, net, lq, context):
-        """Restore an LR canvas or tile.
-
-        Args:
-            net (nn.Module): The generator (net_g or net_g_ema).
-            lq (Tensor): LR, shape (B, 3, h, w).
-            context (dict): Its context (a crop of :meth:`restoration_context` for a tile).
-
-        Returns:
-            dict: ``output``, the SR image (B, 3, 4h, 4w).
-        """
-        return {'output': self.generator_forward(net, lq, context)}
-
-    def restoration_networks(self, net):
-        """The networks :meth:`restore` runs, which tiling requires to support it."""
-        return (net, )
+        height, width = (self.gt if hasattr(self, 'gt') else restoration.sr).shape[-2:]
+        self.output = restoration.sr[..., :height, :width]
+        self.output_stage1 = None if restoration.sr_stage1 is None else restoration.sr_stage1[..., :height, :width]
 
     def comparison_panels(self):
-        """Labelled panels of the validation comparison: bicubic | SR | Ref | GT, cropped to the SR size.
-
-        Returns:
-            list[tuple[str, Tensor]]: (label, image (B, 3, H, W)) pairs for :func:`write_comparison`.
-        """
+        """Labelled panels of the validation comparison (:func:`~frfsr_plugin.utils.comparison.refsr_panels`): bicubic
+        | SR | Ref | GT, or bicubic | stage-1 SR | stage-2 SR | Ref | GT, cropped to the SR size."""
         height, width = self.output.shape[-2:]
-        bicubic = F.interpolate(self.lq, scale_factor=4, mode='bicubic', align_corners=False)
-        panels = [('bicubic', bicubic[..., :height, :width]), ('SR', self.output),
-                  ('Ref', self.ref[..., :height, :width])]
-        return panels + ([('GT', self.gt)] if hasattr(self, 'gt') else [])
+        return refsr_panels(self.lq, self.output, self.ref[..., :height, :width], getattr(self, 'gt', None),
+                            self.output_stage1)
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         val_opt = self.opt['val']

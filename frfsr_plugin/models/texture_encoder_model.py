@@ -9,6 +9,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from frfsr_plugin.data.realworld_degradation import KERNEL_BATCH_KEYS
 from frfsr_plugin.models.base_model import FRFSRBaseModel
 from frfsr_plugin.utils.errors import MissingOptionError, OptionError
+from frfsr_plugin.utils.frozen_networks import build_frozen_network, load_frozen_weights
 
 # Values of `val.branch1_input` -> batch key of the image encoded by branch 1.
 BRANCH1_INPUTS = {'hr': 'img1', 'lr_up': 'img1_lr_up'}
@@ -127,9 +128,10 @@ class TextureEncoderStudentModel(TextureEncoderTeacherModel):
 
     def __init__(self, opt):
         super().__init__(opt)
-        self.net_teacher = self.build_frozen_network('network_teacher', required=True)
-        self.load_frozen_network(
-            'teacher', 'the student needs the teacher checkpoint (net_g_*.pth of a TextureEncoderTeacherModel run).')
+        self.net_teacher = build_frozen_network(self.opt, 'network_teacher', self.device, type(self).__name__)
+        load_frozen_weights(
+            self.net_teacher, self.opt, 'teacher',
+            'the student needs the teacher checkpoint (net_g_*.pth of a TextureEncoderTeacherModel run).')
 
     def init_training_settings(self):
         super().init_training_settings()

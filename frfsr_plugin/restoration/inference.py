@@ -1,18 +1,19 @@
 """Super-resolve users' own LR images with their own references, at any size (Python API of ``frfsr infer``)."""
-import copy
 import logging
 
 import numpy as np
 import torch
-from basicsr.models import build_model
+from basicsr.archs import build_network
 from basicsr.utils import get_root_logger, img2tensor, tensor2img
 
-from frfsr_plugin.archs.arch_util import generator_bytes_per_pixel
 from frfsr_plugin.data.transforms import mod_crop, pad_to, pil_bicubic_resize
 from frfsr_plugin.restoration import memory
-from frfsr_plugin.restoration.tiling import MIN_TILE_SIZE, parse_tile_options
-from frfsr_plugin.utils.errors import InputSizeError, MissingFileError, OptionError
+from frfsr_plugin.restoration.pipeline import ReferencePipeline
+from frfsr_plugin.restoration.tiling import parse_tile_options
+from frfsr_plugin.utils.checkpoint import load_state_dict_checked, read_state_dict
+from frfsr_plugin.utils.errors import InputSizeError, OptionError
 from frfsr_plugin.utils.options import load_plugins
+from frfsr_plugin.utils.speed import parse_speed_options, speed_up_network
 
 SCALE = 4
 MIN_LR_SIZE = 15
@@ -40,9 +41,11 @@ def to_batch(img, device):
 class RefSRInferencer:
     """Runs a trained RefSR model (stage 1 or two-stage) on one LR image and one reference of any sizes.
 
-    The networks, the frozen parts and (for the feature reuse framework) Net1 are built exactly as for ``basicsr test``
-    from a training or test options YAML (for instance the copy that ``basicsr train`` leaves in
-    ``experiments/<name>/``); ``weights`` is a generator checkpoint written by ``basicsr train``.
+    The generator and the frozen networks (encoder, correspondence, SIFE and, for a two-stage YAML, that is one with
+    ``network_stage1``, Net1) are built from a training or test options YAML (for instance the copy that ``basicsr
+    train`` leaves in ``experiments/<name>/``) in the order and with the loading checks of ``basicsr test``, and run
+    through the same :class:`~frfsr_plugin.restoration.pipeline.ReferencePipeline`; ``weights`` is a generator
+    checkpoint written by ``basicsr train``.
 
     Sizes: the HR canvas is 4x the LR; the Ref is mod-cropped to a multiple of 4; both are zero-padded on the
     bottom/right to a common size (as the test datasets do), and the SR is cropped back to 4x the LR.
@@ -64,6 +67,13 @@ class RefSRInferencer:
             Default: None.
         max_memory_mb (float | None): Peak memory budget in MiB: the process's resident memory on CPU, allocated
             tensors on CUDA. Default: None (no budget).
+
+    Attributes:
+        generator (nn.Module): ``network_g`` with the weights, in eval mode.
+        pipeline (ReferencePipeline): The frozen networks.
+        tile_size (int | None), tile_overlap (int), max_corr_elements (int): The configured tiles and matching chunk.
+        max_memory (float | None): The budget in bytes.
+        baseline_memory (int): Memory in use once the networks are built (bytes).
     """
 
     def __init__(self,
@@ -78,30 +88,29 @@ class RefSRInferencer:
         opt = load_plugins(opt_path)
         if 'network_g' not in opt or 'model_type' not in opt:
             raise OptionError(f"{opt_path}: an options file with `model_type` and `network_g` is needed.")
-        try:
-            state = torch.load(weights, map_location='cpu', weights_only=True)
-        except FileNotFoundError as error:
-            raise MissingFileError(f"weights file '{weights}' not found (a net_g_*.pth written by basicsr train).") \
-                from error
-        param_key = 'params_ema' if isinstance(state, dict) and 'params_ema' in state else 'params'
-        opt = copy.deepcopy(opt)
-        opt.update(is_train=False, dist=False, rank=0, world_size=1, num_gpu=0 if device == 'cpu' else 1)
-        opt['path'] = dict(opt.get('path') or {}, pretrain_network_g=weights, strict_load_g=True, param_key_g=param_key)
-        if max_corr_elements is not None:
-            opt['network_map']['max_corr_elements'] = int(max_corr_elements)
+        weights_state = read_state_dict(
+            weights, 'params_ema', f"weights file '{weights}' not found (a net_g_*.pth written by basicsr train).")
         tile_opt = dict((opt.get('val') or {}).get('tile') or {})
         tile_opt.update({key: value for key, value in (('size', tile), ('overlap', tile_overlap)) if value is not None})
         self.tile_size, self.tile_overlap = parse_tile_options(tile_opt, '--tile/--tile-overlap (val.tile)')
         if max_memory_mb is not None and max_memory_mb <= 0:
             raise OptionError(f'--max-memory-mb must be positive, got {max_memory_mb}.')
         self.max_memory = None if max_memory_mb is None else max_memory_mb * 2**20
-        opt['val'] = dict(opt.get('val') or {})
-        self.model = build_model(opt)
-        self.corr_elements = self.model.net_map.max_corr_elements
-        self.baseline_memory = memory.resident_bytes(self.model.device)
+        self.device = torch.device(device)
+        generator = build_network(opt['network_g']).to(self.device)  # first, as in basicsr test (random inits)
+        load_state_dict_checked(generator, weights_state, f"'{weights}'")
+        self.generator = speed_up_network(generator.eval(), parse_speed_options(opt))
+        self.pipeline = ReferencePipeline.from_options(opt, self.device, 'network_stage1' in opt, 'frfsr infer')
+        self.pipeline.check_generator(self.generator)
+        if max_corr_elements is None:
+            max_corr_elements = self.pipeline.correspondence.max_corr_elements
+        self.max_corr_elements = int(max_corr_elements)
+        # measured while the checkpoint as read is still held (on CPU): it leaves the image a reserve of its size for
+        # the fixed overheads that the per-pixel estimates do not count
+        self.baseline_memory = memory.resident_bytes(self.device)
 
     def prepare(self, lr, ref):
-        """Pad LR (h, w) and Ref to a common HR canvas; returns the model batch and the output size (4h, 4w)."""
+        """Pad LR (h, w) and Ref to a common HR canvas; returns the batch and the output size (4h, 4w)."""
         height, width = lr.shape[:2]
         if min(height, width) < MIN_LR_SIZE:
             raise InputSizeError(f'the LR image is {width}x{height}; FRFSR needs at least {MIN_LR_SIZE}x{MIN_LR_SIZE}.')
@@ -109,16 +118,16 @@ class RefSRInferencer:
         canvas_h, canvas_w = max(SCALE * height, ref.shape[0]), max(SCALE * width, ref.shape[1])
         lr_padded = pad_to(lr, canvas_h // SCALE, canvas_w // SCALE)
         lq_up = pil_bicubic_resize(lr_padded, (canvas_h, canvas_w))
-        device = self.model.device
         batch = {
-            'lq': to_batch(lr_padded, device),
-            'lq_up': to_batch(lq_up, device),
-            'ref': to_batch(pad_to(ref, canvas_h, canvas_w), device)
+            'lq': to_batch(lr_padded, self.device),
+            'lq_up': to_batch(lq_up, self.device),
+            'ref': to_batch(pad_to(ref, canvas_h, canvas_w), self.device)
         }
         return batch, (SCALE * height, SCALE * width)
 
     def plan(self, lr_size, ref_size, ref_name='the reference'):
-        """Tile size and matching chunk of one image under the memory budget.
+        """Tile size and matching chunk of one image: the configured ones, or under the memory budget the ones of
+        :func:`~frfsr_plugin.restoration.memory.plan_restoration`.
 
         Args:
             lr_size (tuple[int, int]): (h, w) of the padded LR canvas.
@@ -128,52 +137,30 @@ class RefSRInferencer:
         Returns:
             tuple[int | None, int]: The tile size in LR pixels (None: the whole canvas) and the matcher's
             ``max_corr_elements``.
-
-        Raises:
-            InputSizeError: The correspondence (or, with ``tile`` given or a generator that cannot be tiled, the
-                restoration) does not fit the budget.
         """
         if self.max_memory is None:
-            return self.tile_size, self.corr_elements
-        model = self.model
-        networks = model.restoration_networks(getattr(model, 'net_g_ema', model.net_g))
-        networks = [model.get_bare_model(net) for net in networks]
-        pixels = SCALE**2 * lr_size[0] * lr_size[1]
-        available = self.max_memory - self.baseline_memory
-        global_bytes = memory.GLOBAL_BYTES_PER_PIXEL * pixels
-        corr_elements = min(self.corr_elements, memory.largest_corr_elements(lr_size, available - global_bytes))
-
-        def too_big(part, needed):
-            canvas = f'{SCALE * lr_size[1]}x{SCALE * lr_size[0]}'
-            return InputSizeError(
-                f"reference '{ref_name}' ({ref_size[1]}x{ref_size[0]}, HR canvas {canvas}): {part} needs about "
-                f'{needed / 2**20:.0f} MB, over the budget of {self.max_memory / 2**20:.0f} MB (of which the '
-                f'networks use {self.baseline_memory / 2**20:.0f} MB); downscale the reference (or the LR) or '
-                'raise --max-memory-mb.')
-
-        if corr_elements == 0:
-            needed = global_bytes + memory.matching_bytes(lr_size, 0)
-            raise too_big('the correspondence (matching, VGG features, SIFE)', self.baseline_memory + needed)
-        sife_channels = model.net_sife.conv_first.out_channels if model.net_sife is not None else 0  # RRDB trunk
-        kept = memory.kept_bytes_per_pixel(sife_channels, len(networks)) * pixels
-        tile_bytes_per_pixel = max(generator_bytes_per_pixel(net) for net in networks)
-        tileable = all(getattr(net, 'supports_tiling', False) for net in networks)
-        if self.tile_size is not None:
-            needed = kept + tile_bytes_per_pixel * SCALE**2 * memory.tile_pixels(lr_size, self.tile_size,
-                                                                                 self.tile_overlap)
-            if needed > available:
-                raise too_big(f'restoration in tiles of {self.tile_size}', self.baseline_memory + needed)
-            return self.tile_size, corr_elements
-        min_size = max(MIN_TILE_SIZE, 3 * self.tile_overlap) if tileable else max(lr_size)
-        size = memory.largest_tile(available - kept, tile_bytes_per_pixel, lr_size, min_size, self.tile_overlap, SCALE)
-        if size == 0:
-            smallest = SCALE**2 * memory.tile_pixels(lr_size, min_size, self.tile_overlap)
-            part = 'restoration in the smallest tiles' if tileable else (
-                f'restoration (whole image: {type(networks[-1]).__name__} cannot be tiled)')
-            raise too_big(part, self.baseline_memory + kept + tile_bytes_per_pixel * smallest)
-        return (None if size >= max(lr_size) else size), corr_elements
+            return self.tile_size, self.max_corr_elements
+        networks = self.pipeline.restoration_networks(self.generator)
+        budget = memory.MemoryBudget(self.max_memory, self.baseline_memory)
+        return memory.plan_restoration(lr_size, networks, self.pipeline.sife_channels, budget, self.max_corr_elements,
+                                       self.tile_size, self.tile_overlap, (ref_name, ref_size), SCALE)
 
     @torch.no_grad()
+    def restore(self, batch, tile_size, max_corr_elements):
+        """The restoration of a batch on its padded canvas.
+
+        Args:
+            batch (dict): ``lq`` (B, 3, h, w), ``lq_up`` and ``ref`` (B, 3, 4h, 4w), e.g. from :meth:`prepare`.
+            tile_size (int | None): Tile size in LR pixels, None for the whole canvas.
+            max_corr_elements (int): Matching chunk budget.
+
+        Returns:
+            Restoration: ``sr`` and, for two-stage models, ``sr_stage1``, (B, 3, 4h, 4w).
+        """
+        lq, lq_up, ref = (batch[key].to(self.device) for key in ('lq', 'lq_up', 'ref'))
+        return self.pipeline.super_resolve(self.generator, lq, lq_up, ref, tile_size, self.tile_overlap,
+                                           max_corr_elements)
+
     def __call__(self, lr, ref, ref_name='the reference'):
         """
         Args:
@@ -188,10 +175,5 @@ class RefSRInferencer:
         if isinstance(ref, (list, tuple)):
             ref = stitch_references(ref)
         batch, (height, width) = self.prepare(lr, ref)
-        tile_size, self.model.net_map.max_corr_elements = self.plan(batch['lq'].shape[-2:], ref.shape[:2], ref_name)
-        self.model.opt['val']['tile'] = {'size': tile_size, 'overlap': self.tile_overlap}
-        self.model.feed_data(batch)
-        if hasattr(self.model, 'gt'):
-            del self.model.gt
-        self.model.test()
-        return tensor2img(self.model.output[..., :height, :width], rgb2bgr=False)
+        restoration = self.restore(batch, *self.plan(batch['lq'].shape[-2:], ref.shape[:2], ref_name))
+        return tensor2img(restoration.sr[..., :height, :width], rgb2bgr=False)

@@ -14,11 +14,15 @@ The constants are the slopes of peak resident memory between two image sizes, me
 """
 import math
 import os
+from typing import NamedTuple
 
+from frfsr_plugin.archs.arch_util import generator_bytes_per_pixel
 from frfsr_plugin.archs.correspondence_arch import LEVEL_SCALES
 from frfsr_plugin.archs.frfsr_arch import REF_CHANNELS
+from frfsr_plugin.data.transforms import SUPPORTED_SCALE
 from frfsr_plugin.ops.patch_match import matching_plan
-from frfsr_plugin.restoration.tiling import tile_spans
+from frfsr_plugin.restoration.tiling import MIN_TILE_SIZE, tile_spans
+from frfsr_plugin.utils.errors import InputSizeError
 
 FLOAT_BYTES = 4
 GLOBAL_BYTES_PER_PIXEL = 1300  # measured 1108 (encoder, matching less its chunks, VGG19, flows, warping, SIFE), +15%
@@ -78,7 +82,7 @@ def tile_pixels(lr_size, size, overlap):
     return math.prod(max(stop - start for start, stop in tile_spans(length, size, overlap)) for length in lr_size)
 
 
-def largest_tile(available, bytes_per_pixel, lr_size, min_size, overlap, scale=4):
+def largest_tile(available, bytes_per_pixel, lr_size, min_size, overlap, scale=SUPPORTED_SCALE):
     """The largest tile size (LR pixels) whose biggest tile's forward fits ``available`` bytes.
 
     Args:
@@ -97,3 +101,74 @@ def largest_tile(available, bytes_per_pixel, lr_size, min_size, overlap, scale=4
         if bytes_per_pixel * scale**2 * tile_pixels(lr_size, size, overlap) <= available:
             return size
     return 0
+
+
+class MemoryBudget(NamedTuple):
+    """A peak-memory budget in bytes: the whole process may reach ``total``; ``baseline`` is in use before the image
+    (interpreter, torch, the networks)."""
+
+    total: float
+    baseline: float
+
+
+def plan_restoration(lr_size,
+                     networks,
+                     sife_channels,
+                     budget,
+                     max_corr_elements,
+                     tile_size,
+                     overlap,
+                     reference,
+                     scale=SUPPORTED_SCALE):
+    """Tile size and matching chunk of one image under a memory budget (a pure function of sizes and networks).
+
+    Args:
+        lr_size (tuple[int, int]): (h, w) of the padded LR canvas.
+        networks (tuple[nn.Module]): The restoration networks, bare (Net1, then the generator).
+        sife_channels (int): Channels of the SIFE feature in the context (0 without SIFE).
+        budget (MemoryBudget): The budget.
+        max_corr_elements (int): The matcher's largest chunk (its budget without a memory limit).
+        tile_size (int | None): A tile size fixed by the user, or None to choose the largest that fits.
+        overlap (int): LR pixels shared by neighbouring tiles.
+        reference (tuple[str, tuple[int, int]]): The reference's name and (H, W) as given, for the error message.
+        scale (int): HR pixels per LR pixel along each side. Default: 4.
+
+    Returns:
+        tuple[int | None, int]: The tile size in LR pixels (None: the whole canvas) and the matcher's
+        ``max_corr_elements``.
+
+    Raises:
+        InputSizeError: The correspondence (or, with ``tile_size`` given or a generator that cannot be tiled, the
+            restoration) does not fit the budget.
+    """
+    pixels = scale**2 * lr_size[0] * lr_size[1]
+    available = budget.total - budget.baseline
+    global_bytes = GLOBAL_BYTES_PER_PIXEL * pixels
+    corr_elements = min(max_corr_elements, largest_corr_elements(lr_size, available - global_bytes))
+
+    def too_big(part, needed):
+        (ref_name, (ref_height, ref_width)), canvas = reference, f'{scale * lr_size[1]}x{scale * lr_size[0]}'
+        return InputSizeError(
+            f"reference '{ref_name}' ({ref_width}x{ref_height}, HR canvas {canvas}): {part} needs about "
+            f'{(budget.baseline + needed) / 2**20:.0f} MB, over the budget of {budget.total / 2**20:.0f} MB (of which '
+            f'the networks use {budget.baseline / 2**20:.0f} MB); downscale the reference (or the LR) or raise '
+            '--max-memory-mb.')
+
+    if corr_elements == 0:
+        raise too_big('the correspondence (matching, VGG features, SIFE)', global_bytes + matching_bytes(lr_size, 0))
+    kept = kept_bytes_per_pixel(sife_channels, len(networks)) * pixels
+    tile_bytes_per_pixel = max(generator_bytes_per_pixel(net) for net in networks)
+    tileable = all(getattr(net, 'supports_tiling', False) for net in networks)
+    if tile_size is not None:
+        needed = kept + tile_bytes_per_pixel * scale**2 * tile_pixels(lr_size, tile_size, overlap)
+        if needed > available:
+            raise too_big(f'restoration in tiles of {tile_size}', needed)
+        return tile_size, corr_elements
+    min_size = max(MIN_TILE_SIZE, 3 * overlap) if tileable else max(lr_size)
+    size = largest_tile(available - kept, tile_bytes_per_pixel, lr_size, min_size, overlap, scale)
+    if size == 0:
+        smallest = scale**2 * tile_pixels(lr_size, min_size, overlap)
+        part = 'restoration in the smallest tiles' if tileable else (
+            f'restoration (whole image: {type(networks[-1]).__name__} cannot be tiled)')
+        raise too_big(part, kept + tile_bytes_per_pixel * smallest)
+    return (None if size >= max(lr_size) else size), corr_elements

@@ -23,6 +23,7 @@ effect on the SR is measured in ``tests/test_tiling.py`` (below one 8-bit level 
 """
 import torch
 
+from frfsr_plugin.data.transforms import SUPPORTED_SCALE
 from frfsr_plugin.ops.ref_window import RefWindow
 from frfsr_plugin.utils.errors import OptionError
 
@@ -141,7 +142,7 @@ def crop_context(context, window, lr_size):
     return {key: crop(key, value) for key, value in context.items()}
 
 
-def restore_in_tiles(restore, lq, context, size, overlap, scale=4):
+def restore_in_tiles(restore, lq, context, size, overlap, scale=SUPPORTED_SCALE):
     """Run ``restore`` on overlapping tiles of ``lq`` and blend the outputs.
 
     Args:

@@ -5,6 +5,7 @@ import os
 from os import path as osp
 
 import torch
+from basicsr.utils import get_root_logger
 
 from frfsr_plugin.utils.errors import BadFileError, UserInputError
 
@@ -101,6 +102,22 @@ def load_state_dict_checked(module, state_dict, source, strict=True):
         raise PretrainedWeightsError(f'{type(module).__name__}: weights from {source} do not fit: ' +
                                      '; '.join(problems))
     module.load_state_dict({key: state_dict[key] for key in own})
+
+
+def load_checkpoint(module, path, param_key='params', missing_message=None):
+    """Load a checkpoint file strictly into ``module``, naming every mismatch (:func:`load_state_dict_checked`).
+
+    Args:
+        module (nn.Module): Destination (not a DDP or torch.compile wrapper).
+        path (str): Checkpoint file.
+        param_key (str): See :func:`read_state_dict`. Default: ``'params'``.
+        missing_message (str | None): The error when ``path`` is not a file. Default: ``<Class>: checkpoint '<path>'
+            not found.``
+    """
+    source = f"'{path}'"
+    missing_message = missing_message or f'{type(module).__name__}: checkpoint {source} not found.'
+    load_state_dict_checked(module, read_state_dict(path, param_key, missing_message), source)
+    get_root_logger().info(f'Loaded {type(module).__name__} from {source} (strict).')
 
 
 def load_pretrained(module, pretrained, owner, description, param_key='params', strict=True):

@@ -1,4 +1,4 @@
-"""Comparison images with a label over each panel, written during validation, by ``frfsr infer`` and by the demo."""
+"""Comparison images with a label over each panel, written during validation, by ``frfsr infer`` and the tools."""
 import math
 import os
 from os import path as osp
@@ -6,6 +6,7 @@ from os import path as osp
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from basicsr.utils import imwrite, tensor2img
 
 MIN_PANEL_SIZE = 256  # pixels along the shorter side of the smallest panel, reached by nearest-neighbour upscaling
@@ -50,11 +51,48 @@ def label_strip(text, width, height=LABEL_HEIGHT):
     return torch.from_numpy(strip).permute(2, 0, 1).float() / 255
 
 
-def labelled_side_by_side(panels, min_size=MIN_PANEL_SIZE, gap=GAP):
-    """Panels left to right, each under its label, upscaled together by nearest neighbour to ``min_size``.
+def labelled_grid(rows, min_size=MIN_PANEL_SIZE, gap=GAP):
+    """Rows of panels, one above the other; each panel under its label, all upscaled together by nearest neighbour.
 
-    All panels get the same integer factor (:func:`panel_scale`), so their pixels stay comparable; panels shorter than
-    the tallest one are padded with white at the bottom.
+    Every panel gets the same integer factor (:func:`panel_scale` over all rows), so their pixels stay comparable;
+    panels shorter than the tallest of their row are padded with white at the bottom, rows narrower than the widest
+    on the right.
+
+    Args:
+        rows (list[list[tuple[str, Tensor]]]): Rows of (label, RGB image in [0, 1] of shape (1, 3, H_i, W_i) or
+            (3, H_i, W_i)) pairs, left to right.
+        min_size (int): Shorter side of the smallest panel after upscaling, at least. Default: 256.
+        gap (int): White gap between panels and between rows, in pixels. Default: 6.
+
+    Returns:
+        Tensor: RGB in [0, 1], shape (3, H, W); one row is (3, LABEL_HEIGHT + H_row, sum W_i + gaps), H_row its
+        tallest upscaled panel.
+    """
+    images = [[image.detach().float().cpu().reshape(3, *image.shape[-2:]).clamp(0, 1) for _, image in row]
+              for row in rows]
+    factor = panel_scale([image for row in images for image in row], min_size)
+    strips = []
+    for row, row_images in zip(rows, images):
+        row_images = [image.repeat_interleave(factor, 1).repeat_interleave(factor, 2) for image in row_images]
+        height = max(image.shape[1] for image in row_images)
+        columns = []
+        for (label, _), image in zip(row, row_images):
+            column = torch.ones(3, LABEL_HEIGHT + height, image.shape[2])
+            column[:, :LABEL_HEIGHT] = label_strip(label, image.shape[2])
+            column[:, LABEL_HEIGHT:LABEL_HEIGHT + image.shape[1]] = image
+            columns += [column, torch.ones(3, LABEL_HEIGHT + height, gap)]
+        strips.append(torch.cat(columns[:-1], 2))
+    width = max(strip.shape[2] for strip in strips)
+    pieces = []
+    for strip in strips:
+        padded = torch.ones(3, strip.shape[1], width)
+        padded[..., :strip.shape[2]] = strip
+        pieces += [padded, torch.ones(3, gap, width)]
+    return torch.cat(pieces[:-1], 1)
+
+
+def labelled_side_by_side(panels, min_size=MIN_PANEL_SIZE, gap=GAP):
+    """One row of :func:`labelled_grid`: panels left to right, each under its label, upscaled together.
 
     Args:
         panels (list[tuple[str, Tensor]]): (label, RGB image in [0, 1] of shape (1, 3, H_i, W_i) or (3, H_i, W_i)).
@@ -64,16 +102,33 @@ def labelled_side_by_side(panels, min_size=MIN_PANEL_SIZE, gap=GAP):
     Returns:
         Tensor: (3, LABEL_HEIGHT + H, sum W_i + gaps) RGB in [0, 1], H the tallest upscaled panel.
     """
-    images = [image.detach().float().cpu().reshape(3, *image.shape[-2:]).clamp(0, 1) for _, image in panels]
-    factor = panel_scale(images, min_size)
-    images = [image.repeat_interleave(factor, 1).repeat_interleave(factor, 2) for image in images]
-    height = max(image.shape[1] for image in images)
-    columns = []
-    for (label, _), image in zip(panels, images):
-        padded = torch.ones(3, height, image.shape[2])
-        padded[:, :image.shape[1]] = image
-        columns += [torch.cat([label_strip(label, image.shape[2]), padded], 1), torch.ones(3, LABEL_HEIGHT + height, gap)]
-    return torch.cat(columns[:-1], 2)
+    return labelled_grid([panels], min_size, gap)
+
+
+def refsr_panels(lq, sr, ref, gt=None, sr_stage1=None):
+    """The panels of a RefSR comparison: bicubic | SR | Ref | GT, two-stage bicubic | stage-1 SR | stage-2 SR | Ref |
+    GT (validation and ``frfsr infer --compare``).
+
+    Args:
+        lq (Tensor): LR, (1, 3, h, w); its bicubic x4 is cut to the SR's size (the LR may be a padded canvas).
+        sr (Tensor): SR, (1, 3, H, W).
+        ref (Tensor): Reference as shown, (1, 3, H_r, W_r).
+        gt (Tensor | None): Ground truth, (1, 3, H, W). Default: None (no panel).
+        sr_stage1 (Tensor | None): Net1's SR of a two-stage model, (1, 3, H, W). Default: None.
+
+    Returns:
+        list[tuple[str, Tensor]]: (label, image) pairs for :func:`write_comparison`.
+    """
+    height, width = sr.shape[-2:]
+    bicubic = F.interpolate(lq, scale_factor=4, mode='bicubic', align_corners=False)[..., :height, :width]
+    outputs = [('SR', sr)] if sr_stage1 is None else [('stage-1 SR', sr_stage1), ('stage-2 SR', sr)]
+    return [('bicubic', bicubic)] + outputs + [('Ref', ref)] + ([('GT', gt)] if gt is not None else [])
+
+
+def save_image(image, path):
+    """Write an RGB image in [0, 1] of shape (3, H, W) as a PNG (folders are created)."""
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    imwrite(tensor2img(image), path)
 
 
 def write_comparison(panels, path, tb_logger=None, tb_tag=None, step=None):
@@ -87,7 +142,6 @@ def write_comparison(panels, path, tb_logger=None, tb_tag=None, step=None):
         step (int | str | None): Its step. Default: None.
     """
     image = labelled_side_by_side(panels)
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    imwrite(tensor2img(image), path)
+    save_image(image, path)
     if tb_logger is not None:
         tb_logger.add_image(tb_tag, image, step)
