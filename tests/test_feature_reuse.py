@@ -1,5 +1,6 @@
 """Feature reuse framework: frozen Net1, Net2 gradients, WGAN-GP, perceptual loss, generic wrapping of other archs."""
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from helpers import build_demo_data, tiny_stage2_options, tiny_train_options
 from torch.utils.data import DataLoader
 
 from frfsr_plugin.data.cufed_dataset import RefCUFEDDataset
+from frfsr_plugin.data.refsr_test_dataset import RefSRTestDataset
 from frfsr_plugin.utils.errors import OptionError
 
 
@@ -105,6 +107,70 @@ def test_warmup_steps_train_pixel_loss_only(data_root, stage1_weights):
     model.optimize_parameters(1)
     assert set(model.get_current_log()) == {'l_g_pix'}
     assert all(torch.equal(v, d_before[k]) for k, v in model.net_d.state_dict().items())
+
+
+def ablation_options(data_root, stage1_weights):
+    """Stage 2 with ``feature_reuse: {enabled: false}``: Net2 is the plain stage-1 arch, from the stage-1 checkpoint."""
+    opt = tiny_stage2_options(data_root, 100, stage1_weights)
+    opt.update(
+        feature_reuse={'enabled': False},
+        network_g=opt.pop('network_stage1'),
+        is_train=True,
+        dist=False,
+        rank=0,
+        world_size=1)
+    opt['path'].pop('pretrain_network_stage1')
+    opt['path']['ignore_resume_networks'].remove('network_stage1')
+    return opt
+
+
+def test_disabled_feature_reuse_trains_net2_with_all_losses_without_net1(data_root, stage1_weights):
+    opt = ablation_options(data_root, stage1_weights)
+    model = build_model(opt)
+    assert model.reference_pipeline.stage1 is None
+    contexts = []
+    model.net_g.register_forward_pre_hook(lambda module, args: contexts.append(args[1]))
+    model.feed_data(train_batch(opt))
+    model.optimize_parameters(1)
+    assert len(contexts) == 1 and 'reuse_feat' not in contexts[0] and 'sife_feat' in contexts[0]
+    assert {'l_g_pix', 'l_g_percep', 'l_g_gan', 'l_d_real', 'l_d_fake', 'l_d_gp'} <= set(model.get_current_log())
+    sample = RefSRTestDataset(dict(opt['datasets']['val'], phase='val', scale=4))[0]
+    model.feed_data({key: value.unsqueeze(0) if torch.is_tensor(value) else [value] for key, value in sample.items()})
+    model.test()
+    assert model.output_stage1 is None and [label for label, _ in model.comparison_panels()
+                                            ] == ['bicubic', 'SR', 'Ref', 'GT']
+    # Net1's options are ignored, even a checkpoint path that does not exist
+    opt = ablation_options(data_root, stage1_weights)
+    opt.update(network_stage1=opt['network_g'])
+    opt['path']['pretrain_network_stage1'] = str(Path(stage1_weights).parent / 'missing.pth')
+    assert build_model(opt).reference_pipeline.stage1 is None
+
+
+@pytest.mark.parametrize('network_g', [
+    'stage-2 arch', {
+        'type': 'FeatureReuseNet',
+        'base': {
+            'type': 'FRFSRNet',
+            'num_feat': 16,
+            'num_res_blocks': 1,
+            'sife_channels': 8,
+            'dcn_backend': 'pytorch'
+        },
+        'fusion_targets': {
+            'tail': 16
+        },
+        'reuse_channels': 16
+    }
+])
+def test_disabled_feature_reuse_rejects_archs_that_need_the_reused_feature(data_root, stage1_weights, network_g):
+    opt = tiny_stage2_options(data_root, 100, stage1_weights)
+    opt.update(feature_reuse={'enabled': False}, is_train=True, dist=False, rank=0, world_size=1)
+    if network_g != 'stage-2 arch':
+        opt['network_g'] = network_g
+        opt['path']['pretrain_network_g'] = None
+    arch = 'FRFSRStage2Net' if network_g == 'stage-2 arch' else 'FeatureReuseNet'
+    with pytest.raises(OptionError, match=rf'network_g: {arch} needs the reused feature.*feature_reuse.enabled: false'):
+        build_model(opt)
 
 
 def test_bad_reuse_source_is_named(data_root, stage1_weights):

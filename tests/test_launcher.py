@@ -159,6 +159,33 @@ def test_stage2_test_pipeline_reports_psnr_ssim_lpips_and_writes_comparisons(tra
                              'CUFED5_demo')) == ['000_0_test_tiny_frf.png', '001_0_test_tiny_frf.png']
 
 
+def test_stage2_without_feature_reuse_trains_with_all_losses_and_without_net1(trained, workdir):
+    """The ablation ``feature_reuse: {enabled: false}``: Net2 (plain FRFSRNet from the stage-1 checkpoint) is trained
+    with all losses and Net1 is never built; an arch that needs the reused feature stops with one line."""
+    exp_dir, _, _ = trained
+    opt = tiny_stage2_options(str(workdir / 'data'), 2, str(exp_dir / 'models' / 'net_g_latest.pth'), 'tiny_no_reuse')
+    opt.update(feature_reuse={'enabled': False}, network_g=opt.pop('network_stage1'))
+    opt['path'].pop('pretrain_network_stage1')
+    opt['path']['ignore_resume_networks'].remove('network_stage1')
+    result = basicsr(['train', '-opt', write_yaml(workdir / 'no_reuse.yml', opt)], workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    no_reuse_dir = workdir / 'experiments' / 'tiny_no_reuse'
+    log = open(glob.glob(str(no_reuse_dir / 'train_tiny_no_reuse_*.log'))[0]).read()
+    for key in ('l_g_pix', 'l_g_percep', 'l_g_gan', 'l_d_real', 'l_d_fake', 'l_d_gp'):
+        assert key in log
+    assert 'FRFSRNet' in log and 'FRFSRStage2Net' not in log  # no Net1, and net_g is the stage-1 arch
+    panel = cv2.imread(str(no_reuse_dir / 'visualization' / 'comparisons' / 'CUFED5_demo' / '000_0_2.png'))
+    assert panel.shape == (30 + 3 * 96, 4 * 3 * 128 + 3 * 6, 3)  # bicubic | SR | Ref | GT: no stage-1 panel
+
+    opt.update(
+        name='tiny_no_reuse_stage2_arch', network_g=tiny_stage2_options(str(workdir / 'data'), 2, '')['network_g'])
+    result = basicsr(['train', '-opt', write_yaml(workdir / 'no_reuse_stage2_arch.yml', opt)], workdir)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        'basicsr train: error: network_g: FRFSRStage2Net needs the reused feature of Net1, but there is none '
+        '(feature_reuse.enabled: false')
+
+
 def test_frf_wraps_a_user_arch_registered_through_plugins(workdir):
     (workdir / 'toy_user_plugin.py').write_text(TOY_PLUGIN)
     toy_stage1 = tiny_train_options(str(workdir / 'data'), total_iter=1, name='toy_stage1')
