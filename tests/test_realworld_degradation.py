@@ -34,6 +34,7 @@ from frfsr_plugin.data.transforms import make_lr_pair, mod_crop, pad_to, pil_bic
 from frfsr_plugin.ops import realworld_degradation as pipeline
 from frfsr_plugin.ops.realworld_degradation import (RESIZE_MODES, RealWorldDegradation, filter2d, quantize_8bit,
                                                     upsample_like_pil)
+from frfsr_plugin.utils.comparison import GAP, LABEL_HEIGHT
 from frfsr_plugin.utils.errors import InputSizeError, MissingFileError, OptionError
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -582,6 +583,11 @@ def test_comparison_figure_tool_writes_labelled_panels(tmp_path, monkeypatch):
     output = tmp_path / 'comparison.png'
     assert tool.main(['--output', str(output), '--seeds', '0']) == 0
     figure = read_image_rgb(str(output))
-    assert figure.shape == (2 * (22 + 160) + 6, 2 * 224 + 6, 3)  # 2 crops x (bicubic, seed 0), labels on top
-    bicubic, realworld = figure[22:182, :224].astype(int), figure[22:182, 230:].astype(int)
-    assert np.abs(bicubic - realworld).mean() > 2 and (figure[:22] < 128).any()  # different LR, written labels
+    # 2 crops x (bicubic, seed 0), each LR panel x4 under its label, panels and rows GAP apart
+    assert figure.shape == (2 * (LABEL_HEIGHT + 160) + GAP, 2 * 224 + GAP, 3)
+    panels = (slice(LABEL_HEIGHT, LABEL_HEIGHT + 160), slice(0,
+                                                             224)), (slice(LABEL_HEIGHT,
+                                                                           LABEL_HEIGHT + 160), slice(224 + GAP, None))
+    bicubic, realworld = (figure[rows, columns].astype(int) for rows, columns in panels)
+    assert np.abs(bicubic - realworld).mean() > 2 and (figure[:LABEL_HEIGHT] < 128).any()  # different LR, labels
+    assert (bicubic[::4, ::4] == bicubic[3::4, 3::4]).all()  # LR pixels shown as 4x4 blocks

@@ -30,16 +30,15 @@ import torch
 from torch.utils.data import Subset
 
 import frfsr_plugin  # noqa: F401  (torchvision alias for basicsr, then registration)
+from frfsr_plugin.metrics.evaluation import CROP_BORDER, evaluate_images
 from frfsr_plugin.restoration.inference import RefSRInferencer
 from frfsr_plugin.utils.errors import MissingFileError, OptionError, UserInputError
 from frfsr_plugin.utils.options import read_options
 
 # isort: split
 from basicsr.data import build_dataloader, build_dataset
-from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import set_random_seed, tensor2img
 
-CROP_BORDER = 4
 SHUFFLE_GRIDS = {'shuffle_easy': 2, 'shuffle_medium': 4, 'shuffle_hard': 8}
 # condition -> description of its reference, in table order
 CONDITIONS = {
@@ -94,7 +93,7 @@ def condition_dataset_options(condition, dataroot, scale=4, irrelevant_offset=1,
 
 
 def y_psnr_ssim(sr, gt):
-    """Y-channel PSNR and SSIM with a 4-pixel border, as BasicSR's validation computes them.
+    """Y-channel PSNR and SSIM with a 4-pixel border, as validation computes them (``metrics/evaluation.py``).
 
     Args:
         sr (Tensor): (1, 3, H, W) RGB in [0, 1].
@@ -103,9 +102,8 @@ def y_psnr_ssim(sr, gt):
     Returns:
         tuple[float, float]: PSNR (dB) and SSIM.
     """
-    sr_img, gt_img = tensor2img([sr.detach().cpu()]), tensor2img([gt.detach().cpu()])
-    psnr = calculate_psnr(sr_img, gt_img, CROP_BORDER, test_y_channel=True)
-    return psnr, calculate_ssim(sr_img, gt_img, CROP_BORDER, test_y_channel=True)
+    scores = evaluate_images(tensor2img([sr.detach().cpu()]), tensor2img([gt.detach().cpu()]))
+    return scores['psnr'], scores['ssim']
 
 
 def evaluate(inferencer, dataset, num_images):

@@ -5,50 +5,23 @@ Usage: python tools/realworld_comparison.py [--output docs/realworld_degradation
 Each row is a crop of a photo bundled with scikit-image; its panels are the PIL-bicubic x1/4 LR (the paper's
 protocol) and LR images from Real-ESRGAN's second-order pipeline with its x4 values, one per seed, made as
 ``tools/make_degraded_testset.py`` makes them. Every panel is the LR shown x4 with nearest-neighbour up-sampling, so
-that LR pixels stay visible, under a label.
+that LR pixels stay visible, under a label (``frfsr_plugin/utils/comparison.py``, the builder of every comparison).
 """
 import argparse
 import sys
 
-import cv2
-import numpy as np
-
 import frfsr_plugin  # noqa: F401  (torchvision alias for basicsr, then registration)
-from frfsr_plugin.cli.demo_data import load_photo, write_rgb
+from frfsr_plugin.cli.demo_data import load_photo
 from frfsr_plugin.data.realworld_degradation import parse_realworld_options
 from frfsr_plugin.data.transforms import SUPPORTED_SCALE, make_lr_pair
 from frfsr_plugin.ops.realworld_degradation import RealWorldDegradation
+from frfsr_plugin.restoration.inference import to_batch
+from frfsr_plugin.utils.comparison import labelled_grid, save_image
 
 # isort: split
 from make_degraded_testset import degrade_image  # sibling tool: Python puts tools/ on sys.path
 
 CROPS = (('chelsea', 40, 140, 160, 224), ('coffee', 150, 190, 160, 224))  # photo, top, left, height, width
-LABEL_HEIGHT = 22
-GAP = 6
-
-
-def labelled(panel, label):
-    """An (H, W, 3) uint8 panel under a white strip with ``label`` written in black."""
-    strip = np.full((LABEL_HEIGHT, panel.shape[1], 3), 255, np.uint8)
-    cv2.putText(strip, label, (4, LABEL_HEIGHT - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    return np.concatenate([strip, panel])
-
-
-def stack(images, axis):
-    """uint8 (H, W, 3) images side by side (``axis`` 1) or one above the other (``axis`` 0), with white gaps."""
-    other = 1 - axis
-    size = max(img.shape[other] for img in images)
-    padded = [
-        np.pad(
-            img, [(0, size - img.shape[other]) if dim == other else (0, 0) for dim in range(3)], constant_values=255)
-        for img in images
-    ]
-    gap_shape = [GAP, GAP, 3]
-    gap_shape[other] = size
-    pieces = []
-    for img in padded:
-        pieces += [img, np.full(gap_shape, 255, np.uint8)]
-    return np.concatenate(pieces[:-1], axis=axis)
 
 
 def comparison(seeds):
@@ -58,7 +31,7 @@ def comparison(seeds):
         seeds (list[int]): Seeds of the real-world LR panels.
 
     Returns:
-        ndarray: RGB uint8 image, rows of (22 + H, W) panels.
+        Tensor: RGB in [0, 1], (3, H, W): rows of labelled LR panels shown at their HR size (x4, nearest neighbour).
     """
     degradation = RealWorldDegradation(parse_realworld_options({}), SUPPORTED_SCALE, 'cpu')
     rows = []
@@ -66,13 +39,8 @@ def comparison(seeds):
         hr = load_photo(photo)[top:top + height, left:left + width]
         panels = [('bicubic LR (paper protocol)', make_lr_pair(hr, SUPPORTED_SCALE)[0])]
         panels += [(f'real-world LR, seed {seed}', degrade_image(hr, degradation, seed, photo)) for seed in seeds]
-        rows.append(
-            stack([
-                labelled(cv2.resize(lr, (width, height), interpolation=cv2.INTER_NEAREST), label)
-                for label, lr in panels
-            ],
-                  axis=1))
-    return stack(rows, axis=0)
+        rows.append([(label, to_batch(lr, 'cpu')) for label, lr in panels])
+    return labelled_grid(rows, min_size=min(height for _, _, _, height, _ in CROPS))
 
 
 def main(argv=None):
@@ -80,7 +48,7 @@ def main(argv=None):
     parser.add_argument('--output', default='docs/realworld_degradation.png', help='PNG to write')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1], help='seeds of the real-world LR panels')
     args = parser.parse_args(argv)
-    write_rgb(args.output, comparison(args.seeds))
+    save_image(comparison(args.seeds), args.output)
     print(f'wrote {args.output}')
     return 0
 

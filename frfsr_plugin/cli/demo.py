@@ -20,6 +20,7 @@ from PIL import Image
 
 from frfsr_plugin.cli.demo_data import build_cufed5_like_set, build_train_set
 from frfsr_plugin.cli.demo_encoder import latest_weights, student_options, teacher_options
+from frfsr_plugin.metrics.evaluation import PAPER_METRICS, evaluate_images
 from frfsr_plugin.restoration.pipeline import REFERENCE_NETWORKS, random_reference_network_options
 
 STAGE1_NAME = 'demo_frfsr_stage1'
@@ -27,10 +28,6 @@ STAGE2_NAME = 'demo_frfsr_stage2'
 TEST_SET_NAME = 'CUFED5_demo'
 FROZEN_NETWORKS = list(REFERENCE_NETWORKS)
 # yapf: disable
-Y_METRICS = {
-    'psnr': {'type': 'calculate_psnr', 'crop_border': 4, 'test_y_channel': True},
-    'ssim': {'type': 'calculate_ssim', 'crop_border': 4, 'test_y_channel': True},
-}
 
 
 def demo_networks():
@@ -69,7 +66,7 @@ def train_options(data_root, total_iter, gt_size, batch_size):
             'total_iter': total_iter, 'warmup_iter': -1,
             'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'},
         },
-        'val': {'val_freq': max(total_iter // 4, 1), 'save_img': False, 'metrics': Y_METRICS},
+        'val': {'val_freq': max(total_iter // 4, 1), 'save_img': False, 'metrics': PAPER_METRICS},
         'logger': {'print_freq': max(total_iter // 20, 1), 'save_checkpoint_freq': max(total_iter // 2, 1),
                    'use_tb_logger': True},
     }
@@ -110,7 +107,7 @@ def test_options(train_opt, weights):
     opt.update(name=f"test_{train_opt['name']}", manual_seed=10,
                datasets={'test_1': copy.deepcopy(train_opt['datasets']['val'])},
                path=dict(path, pretrain_network_g=weights, strict_load_g=True, param_key_g='params'),
-               val={'save_img': True, 'suffix': 'SR', 'metrics': Y_METRICS})
+               val={'save_img': True, 'suffix': 'SR', 'metrics': PAPER_METRICS})
     return opt
 # yapf: enable
 
@@ -157,7 +154,6 @@ def metrics_table(data_root, sr_dirs):
     Returns:
         str: The table.
     """
-    from basicsr.metrics import calculate_psnr, calculate_ssim
     from basicsr.utils import tensor2img
 
     from frfsr_plugin.data.refsr_test_dataset import RefSRTestDataset
@@ -171,8 +167,7 @@ def metrics_table(data_root, sr_dirs):
         results = [
             np.asarray(Image.open(osp.join(d, f'{name}_SR.png')).convert('RGB'))[..., ::-1] for d in sr_dirs.values()
         ]
-        values = np.array([[f(img, gt, crop_border=4, test_y_channel=True) for f in (calculate_psnr, calculate_ssim)]
-                           for img in (*upsample_baselines(sample), *results)])
+        values = np.array([list(evaluate_images(img, gt).values()) for img in (*upsample_baselines(sample), *results)])
         totals += values
         rows.append(f'| {name} | ' + ' | '.join(f'{p:.2f} / {s:.4f}' for p, s in values) + ' |')
     rows.append('| **mean** | ' + ' | '.join(f'{p:.2f} / {s:.4f}' for p, s in totals / len(dataset)) + ' |')

@@ -3,11 +3,11 @@ import os
 from os import path as osp
 
 import numpy as np
-from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import imwrite
 from tqdm import tqdm
 
 from frfsr_plugin.data.transforms import IMG_EXTENSIONS, read_image_rgb
+from frfsr_plugin.metrics.evaluation import PAPER_METRICS, evaluate_images
 from frfsr_plugin.restoration.inference import RefSRInferencer, stitch_references, to_batch
 from frfsr_plugin.utils.comparison import refsr_panels, write_comparison
 from frfsr_plugin.utils.cpu_allocator import retain_freed_cpu_memory
@@ -39,15 +39,10 @@ def image_metrics(sr, gt, lpips_weights):
     """Y-PSNR / SSIM (crop 4) and, with backbone weights, LPIPS of RGB uint8 images of equal size."""
     if gt.shape != sr.shape:
         raise OptionError(f'--gt must be 4x the LR size {sr.shape[1]}x{sr.shape[0]}, got {gt.shape[1]}x{gt.shape[0]}.')
-    sr_bgr, gt_bgr = sr[..., ::-1], gt[..., ::-1]
-    values = {
-        'psnr': calculate_psnr(sr_bgr, gt_bgr, 4, test_y_channel=True),
-        'ssim': calculate_ssim(sr_bgr, gt_bgr, 4, test_y_channel=True)
-    }
+    metrics = dict(PAPER_METRICS)
     if lpips_weights:
-        from frfsr_plugin.metrics.lpips_metric import calculate_lpips
-        values['lpips'] = calculate_lpips(sr_bgr, gt_bgr, backbone_weights=lpips_weights)
-    return values
+        metrics['lpips'] = {'type': 'calculate_lpips', 'backbone_weights': lpips_weights}
+    return evaluate_images(sr[..., ::-1], gt[..., ::-1], metrics)
 
 
 def run_infer(args):

@@ -6,7 +6,7 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from frfsr_plugin.data.transforms import (check_scale, list_image_names, make_lr_pair, make_sample, mod_crop, pad_to,
-                                          pil_bicubic_resize, read_image_rgb, require_option, shuffle_patches)
+                                          pad_to_common_canvas, read_image_rgb, require_option, shuffle_patches)
 from frfsr_plugin.utils.errors import BadFileError, InputSizeError, MissingFileError, OptionError
 
 MODES = ('cufed5', 'pairs')
@@ -173,21 +173,15 @@ class RefSRTestDataset(data.Dataset):
         """The given LR file of a GT: its path relative to ``dataroot_gt``, under ``dataroot_lq``."""
         return osp.join(self.lq_folder, osp.relpath(gt_path, self.gt_folder))
 
-    def _lr_pair(self, gt, gt_path, height, width):
-        """LR (height / 4, width / 4, 3) and LR-up (height, width, 3) uint8 on an HR canvas of (height, width).
-
-        The PIL-bicubic LR of the zero-padded GT, or the ``dataroot_lq`` file zero-padded to the LR canvas.
-        """
-        if self.lq_folder is None:
-            return make_lr_pair(pad_to(gt, height, width), self.scale)
+    def _read_lq(self, gt_path, gt):
+        """The ``dataroot_lq`` file of a GT, (h, w, 3) uint8; it must be the mod-cropped GT's size / 4."""
         lq_path = self._lq_path(gt_path)
         lq = read_image_rgb(lq_path)
         expected = (gt.shape[0] // self.scale, gt.shape[1] // self.scale)
         if lq.shape[:2] != expected:
             raise InputSizeError(f"LR image '{lq_path}' is {lq.shape[0]}x{lq.shape[1]}, expected "
                                  f"{expected[0]}x{expected[1]} (the mod-cropped GT '{gt_path}' / {self.scale})")
-        lq = pad_to(lq, height // self.scale, width // self.scale)
-        return lq, pil_bicubic_resize(lq, (height, width))
+        return lq
 
     def __len__(self):
         return len(self.pairs)
@@ -195,12 +189,15 @@ class RefSRTestDataset(data.Dataset):
     def __getitem__(self, index):
         gt_path, ref_path = self.pairs[index]
         gt = mod_crop(read_image_rgb(gt_path), self.scale)
-        if self.ref_level == LR_REF:
-            lq, lq_up = self._lr_pair(gt, gt_path, *gt.shape[:2])
-            return make_sample(gt, lq, lq_up, lq_up, gt_path, ref_path)
-        ref = mod_crop(read_image_rgb(ref_path), self.scale)
-        if self.ref_shuffle_grid:
-            ref = shuffle_patches(ref, self.ref_shuffle_grid, np.random.default_rng(self.ref_shuffle_seed + index))
-        height, width = max(gt.shape[0], ref.shape[0]), max(gt.shape[1], ref.shape[1])
-        lq, lq_up = self._lr_pair(gt, gt_path, height, width)
-        return make_sample(gt, lq, lq_up, pad_to(ref, height, width), gt_path, ref_path)
+        ref = None
+        if self.ref_level != LR_REF:
+            ref = mod_crop(read_image_rgb(ref_path), self.scale)
+            if self.ref_shuffle_grid:
+                ref = shuffle_patches(ref, self.ref_shuffle_grid, np.random.default_rng(self.ref_shuffle_seed + index))
+        if self.lq_folder is not None:  # the given LR, padded as frfsr infer pads a user's LR
+            lq, lq_up, ref = pad_to_common_canvas(self._read_lq(gt_path, gt), ref, self.scale)
+        else:  # the PIL-bicubic LR of the GT zero-padded to the canvas
+            canvas = gt.shape[:2] if ref is None else tuple(map(max, gt.shape[:2], ref.shape[:2]))
+            lq, lq_up = make_lr_pair(pad_to(gt, *canvas), self.scale)
+            ref = None if ref is None else pad_to(ref, *canvas)
+        return make_sample(gt, lq, lq_up, lq_up if ref is None else ref, gt_path, ref_path)

@@ -17,7 +17,8 @@ from frfsr_plugin.utils.errors import BadFileError, MissingFileError, MissingOpt
 
 __all__ = [
     'IMG_EXTENSIONS', 'check_scale', 'color_jitter', 'dihedral_augment', 'list_image_names', 'make_lr_pair',
-    'make_sample', 'mod_crop', 'pad_to', 'pil_bicubic_resize', 'read_image_rgb', 'require_option', 'shuffle_patches'
+    'make_sample', 'mod_crop', 'pad_to', 'pad_to_common_canvas', 'pil_bicubic_resize', 'read_image_rgb',
+    'require_option', 'shuffle_patches'
 ]
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -141,6 +142,29 @@ def pad_to(img, height, width):
     if pad_h == 0 and pad_w == 0:
         return img
     return np.pad(img, ((0, pad_h), (0, pad_w)) + ((0, 0), ) * (img.ndim - 2))
+
+
+def pad_to_common_canvas(lq, ref, scale):
+    """Zero-pad an LR image and a reference on the bottom/right to a common HR canvas, and make the LR-up image.
+
+    The canvas is ``(max(scale h, H), max(scale w, W))``; the LR is padded to the canvas / ``scale`` and up-sampled by
+    PIL bicubic. This is how ``frfsr infer`` treats a user's LR and ``RefSRTestDataset`` a given (``dataroot_lq``) LR.
+
+    Args:
+        lq (ndarray): (h, w, 3) uint8 LR image.
+        ref (ndarray | None): (H, W, 3) uint8 reference, H and W multiples of ``scale`` (mod-cropped); None: the
+            canvas is the LR's size times ``scale``.
+        scale (int): SR factor.
+
+    Returns:
+        tuple[ndarray, ndarray, ndarray | None]: LR (H_c / scale, W_c / scale, 3), LR-up (H_c, W_c, 3) and the
+        reference (H_c, W_c, 3) (None if none was given), uint8, on the canvas (H_c, W_c).
+    """
+    height, width = scale * lq.shape[0], scale * lq.shape[1]
+    if ref is not None:
+        height, width = max(height, ref.shape[0]), max(width, ref.shape[1])
+    lq = pad_to(lq, height // scale, width // scale)
+    return lq, pil_bicubic_resize(lq, (height, width)), None if ref is None else pad_to(ref, height, width)
 
 
 def shuffle_patches(img, grid, rng):

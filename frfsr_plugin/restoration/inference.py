@@ -6,7 +6,8 @@ import torch
 from basicsr.archs import build_network
 from basicsr.utils import get_root_logger, img2tensor, tensor2img
 
-from frfsr_plugin.data.transforms import mod_crop, pad_to, pil_bicubic_resize
+from frfsr_plugin.archs.frfsr_arch import MIN_LR_SIZE
+from frfsr_plugin.data.transforms import SUPPORTED_SCALE, mod_crop, pad_to_common_canvas, pil_bicubic_resize
 from frfsr_plugin.restoration import memory
 from frfsr_plugin.restoration.pipeline import ReferencePipeline
 from frfsr_plugin.restoration.tiling import parse_tile_options
@@ -14,9 +15,6 @@ from frfsr_plugin.utils.checkpoint import load_state_dict_checked, read_state_di
 from frfsr_plugin.utils.errors import InputSizeError, OptionError
 from frfsr_plugin.utils.options import load_plugins
 from frfsr_plugin.utils.speed import parse_speed_options, speed_up_network
-
-SCALE = 4
-MIN_LR_SIZE = 15
 
 
 def stitch_references(refs):
@@ -114,16 +112,9 @@ class RefSRInferencer:
         height, width = lr.shape[:2]
         if min(height, width) < MIN_LR_SIZE:
             raise InputSizeError(f'the LR image is {width}x{height}; FRFSR needs at least {MIN_LR_SIZE}x{MIN_LR_SIZE}.')
-        ref = mod_crop(ref, SCALE)
-        canvas_h, canvas_w = max(SCALE * height, ref.shape[0]), max(SCALE * width, ref.shape[1])
-        lr_padded = pad_to(lr, canvas_h // SCALE, canvas_w // SCALE)
-        lq_up = pil_bicubic_resize(lr_padded, (canvas_h, canvas_w))
-        batch = {
-            'lq': to_batch(lr_padded, self.device),
-            'lq_up': to_batch(lq_up, self.device),
-            'ref': to_batch(pad_to(ref, canvas_h, canvas_w), self.device)
-        }
-        return batch, (SCALE * height, SCALE * width)
+        images = pad_to_common_canvas(lr, mod_crop(ref, SUPPORTED_SCALE), SUPPORTED_SCALE)
+        batch = {key: to_batch(image, self.device) for key, image in zip(('lq', 'lq_up', 'ref'), images)}
+        return batch, (SUPPORTED_SCALE * height, SUPPORTED_SCALE * width)
 
     def plan(self, lr_size, ref_size, ref_name='the reference'):
         """Tile size and matching chunk of one image: the configured ones, or under the memory budget the ones of
@@ -143,7 +134,7 @@ class RefSRInferencer:
         networks = self.pipeline.restoration_networks(self.generator)
         budget = memory.MemoryBudget(self.max_memory, self.baseline_memory)
         return memory.plan_restoration(lr_size, networks, self.pipeline.sife_channels, budget, self.max_corr_elements,
-                                       self.tile_size, self.tile_overlap, (ref_name, ref_size), SCALE)
+                                       self.tile_size, self.tile_overlap, (ref_name, ref_size))
 
     @torch.no_grad()
     def restore(self, batch, tile_size, max_corr_elements):
