@@ -388,7 +388,12 @@ def save_as_shipped(source_name, naming, state, path):
     ('c2matching-encoder', 'c2matching', OfficialContrasExtractorSep, False),
     ('basicsr-rrdb', 'basicsr', lambda: RRDBNet(3, 3, num_feat=8, num_block=2, num_grow_ch=4), False),
     ('basicsr-rrdb', 'esrgan', lambda: OfficialESRGAN(nf=8, nb=2, gc=4), False),
-    ('c2matching-restoration', 'mmsr', lambda: OfficialC2MatchingRestorationNet(ngf=16, n_blocks=1), True),
+    pytest.param(
+        'c2matching-restoration',
+        'mmsr',
+        lambda: OfficialC2MatchingRestorationNet(ngf=16, n_blocks=1),
+        True,
+        marks=pytest.mark.integration),
     ('frfsr-official', 'mmsr', lambda: OfficialFRFSRNet(ngf=16, n_blocks=1, ddf_blocks=1, sife_channels=8), False),
 ])
 def test_converted_checkpoint_loads_strictly_and_reproduces_the_outputs(tmp_path, inputs, source_name, naming, official,
@@ -422,6 +427,7 @@ def test_converted_checkpoint_loads_strictly_and_reproduces_the_outputs(tmp_path
     assert sorted(tmp_path.joinpath('out').iterdir()) == [converted_file]  # no temporary files left
 
 
+@pytest.mark.integration
 def test_wrong_architecture_exits_1_naming_keys_and_writes_nothing(tmp_path):
     rrdb = build_target_network(SOURCES['basicsr-rrdb'], SMALL['basicsr-rrdb'])
     source_file, output = tmp_path / 'rrdb.pth', tmp_path / 'converted.pth'

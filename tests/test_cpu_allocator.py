@@ -19,6 +19,8 @@ for _ in range(5):
 print(json.dumps({'applied': applied, 'faults': resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before}))
 '''
 
+pytestmark = pytest.mark.integration
+
 
 def page_faults(mode, **env):
     result = subprocess.run([sys.executable, '-c', PAGE_FAULTS, mode],

@@ -4,23 +4,22 @@ import re
 import subprocess
 import sys
 
+import pytest
 import torch
-import yaml
-from helpers import build_demo_data, tiny_train_options
+from helpers import tiny_train_options, write_yaml
 
 ITERATIONS = 3
 
+pytestmark = pytest.mark.integration
 
-def train(root, name, seed):
+
+def train(data_root, root, name, seed):
     """Train the tiny stage-1 net for a few iterations; returns (per-iteration l_pix strings, final net_g params)."""
-    opt = tiny_train_options(str(root / 'data'), total_iter=ITERATIONS, name=name)
+    opt = tiny_train_options(data_root, total_iter=ITERATIONS, name=name)
     opt.update(manual_seed=seed, deterministic=True)
     opt.pop('val')
-    opt_path = root / f'{name}.yml'
-    with open(opt_path, 'w') as file:
-        yaml.safe_dump(opt, file)
-    result = subprocess.run([sys.executable, '-m', 'frfsr_plugin.cli.basicsr_cli', 'train', '-opt',
-                             str(opt_path)],
+    opt_path = write_yaml(root / f'{name}.yml', opt)
+    result = subprocess.run([sys.executable, '-m', 'frfsr_plugin.cli.basicsr_cli', 'train', '-opt', opt_path],
                             cwd=root,
                             capture_output=True,
                             text=True,
@@ -33,11 +32,10 @@ def train(root, name, seed):
     return losses, params
 
 
-def test_same_seed_gives_identical_losses_and_weights(tmp_path):
-    build_demo_data(str(tmp_path / 'data'))
-    first_losses, first_params = train(tmp_path, 'seed_a', seed=7)
-    second_losses, second_params = train(tmp_path, 'seed_b', seed=7)
-    other_losses, other_params = train(tmp_path, 'seed_c', seed=8)
+def test_same_seed_gives_identical_losses_and_weights(tmp_path, demo_data):
+    first_losses, first_params = train(demo_data, tmp_path, 'seed_a', seed=7)
+    second_losses, second_params = train(demo_data, tmp_path, 'seed_b', seed=7)
+    other_losses, other_params = train(demo_data, tmp_path, 'seed_c', seed=8)
     assert [int(i) for i, _ in first_losses] == list(range(1, ITERATIONS + 1))
     assert first_losses == second_losses
     assert all(torch.equal(first_params[key], second_params[key]) for key in first_params)

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 import yaml
-from helpers import build_demo_data, tiny_stage2_options, tiny_train_options
+from helpers import tiny_stage2_options, tiny_train_options
 
 # Every rank saves its own copy of net_g next to BasicSR's (rank-0-only) checkpoint, to compare ranks.
 RANK_DUMP_PLUGIN = '''
@@ -64,22 +64,24 @@ def assert_ranks_identical(workdir, name, step):
     assert all(torch.equal(rank0[key], rank1[key]) for key in rank0)
 
 
+pytestmark = pytest.mark.integration
+
+
 @pytest.fixture(scope='module')
 def workdir(tmp_path_factory):
     root = tmp_path_factory.mktemp('ddp')
-    build_demo_data(str(root / 'data'))
     (root / 'rank_dump_plugin.py').write_text(RANK_DUMP_PLUGIN)
     return root
 
 
-def stage1_options(workdir):
-    opt = tiny_train_options(str(workdir / 'data'), total_iter=4, name='ddp_stage1')
+def stage1_options(data_root):
+    opt = tiny_train_options(data_root, total_iter=4, name='ddp_stage1')
     opt.update(model_type='RankDumpFRFSRModel', plugins=['rank_dump_plugin'])
     return opt
 
 
-def test_two_process_stage1_and_stage2_with_gradient_penalty(workdir):
-    first = torchrun_train(stage1_options(workdir), workdir)
+def test_two_process_stage1_and_stage2_with_gradient_penalty(workdir, demo_data):
+    first = torchrun_train(stage1_options(demo_data), workdir)
     assert first.returncode == 0, first.stderr[-4000:]
     exp_dir = workdir / 'experiments' / 'ddp_stage1'
     assert {'net_g_2.pth', 'net_g_4.pth', 'net_g_latest.pth'} == set(os.listdir(exp_dir / 'models'))
@@ -92,7 +94,7 @@ def test_two_process_stage1_and_stage2_with_gradient_penalty(workdir):
     rank0 = torch.load(workdir / 'rank0_ddp_stage1_4.pth', weights_only=True)
     assert all(torch.equal(saved[key], rank0[key]) for key in saved)
 
-    opt = tiny_stage2_options(str(workdir / 'data'), 2, str(exp_dir / 'models' / 'net_g_latest.pth'), 'ddp_stage2')
+    opt = tiny_stage2_options(demo_data, 2, str(exp_dir / 'models' / 'net_g_latest.pth'), 'ddp_stage2')
     opt.update(model_type='RankDumpFeatureReuseModel', plugins=['rank_dump_plugin'])
     second = torchrun_train(opt, workdir)
     assert second.returncode == 0, second.stderr[-4000:]

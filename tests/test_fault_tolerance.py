@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 import yaml
-from helpers import build_demo_data, tiny_train_options
+from helpers import tiny_train_options
 
 STEP_LOG = re.compile(r'iter:\s+(\d+),')
 
@@ -30,15 +30,12 @@ def saved_states(exp_dir):
     return sorted(int(n[:-6]) for n in os.listdir(folder) if n.endswith('.state')) if folder.is_dir() else []
 
 
-@pytest.fixture(scope='module')
-def workdir(tmp_path_factory):
-    root = tmp_path_factory.mktemp('kill')
-    build_demo_data(str(root / 'data'))
-    return root
+pytestmark = pytest.mark.integration
 
 
-def test_kill_9_at_random_moments_then_resume(workdir):
-    opt = tiny_train_options(str(workdir / 'data'), total_iter=12, name='killed')
+def test_kill_9_at_random_moments_then_resume(tmp_path, demo_data):
+    workdir = tmp_path
+    opt = tiny_train_options(demo_data, total_iter=12, name='killed')
     opt['logger']['save_checkpoint_freq'] = 1
     opt['val']['val_freq'] = 100
     opt_path = workdir / 'killed.yml'

@@ -5,33 +5,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from basicsr.archs import build_network
 from basicsr.models import build_model
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
-from helpers import build_demo_data, tiny_stage2_options, tiny_train_options
+from helpers import tiny_networks, tiny_stage2_options
 from torch.utils.data import DataLoader
 
 from frfsr_plugin.data.cufed_dataset import RefCUFEDDataset
 from frfsr_plugin.data.refsr_test_dataset import RefSRTestDataset
+from frfsr_plugin.restoration.inference import RefSRInferencer
 from frfsr_plugin.utils.errors import OptionError
 
 
 @pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    return build_demo_data(str(tmp_path_factory.mktemp('frf_data')))
+def stage1_weights(tiny_checkpoints):
+    return tiny_checkpoints['stage1']
 
 
-@pytest.fixture(scope='module')
-def stage1_weights(data_root, tmp_path_factory):
-    torch.manual_seed(1)
-    net = build_network(tiny_train_options(data_root, 1)['network_g'])
-    path = tmp_path_factory.mktemp('stage1') / 'net_g_stage1.pth'
-    torch.save({'params': net.state_dict()}, path)
-    return str(path)
-
-
-def make_stage2_model(data_root, stage1_weights, **overrides):
-    opt = tiny_stage2_options(data_root, 100, stage1_weights)
+def make_stage2_model(demo_data, stage1_weights, **overrides):
+    opt = tiny_stage2_options(demo_data, 100, stage1_weights)
     opt.update(is_train=True, dist=False, rank=0, world_size=1, **overrides)
     return build_model(opt), opt
 
@@ -43,8 +36,8 @@ def train_batch(opt):
     return next(iter(DataLoader(dataset, batch_size=2)))
 
 
-def test_net1_frozen_and_bit_identical_while_net2_and_critic_learn(data_root, stage1_weights):
-    model, opt = make_stage2_model(data_root, stage1_weights)
+def test_net1_frozen_and_bit_identical_while_net2_and_critic_learn(demo_data, stage1_weights):
+    model, opt = make_stage2_model(demo_data, stage1_weights)
     batch = train_batch(opt)
     net1_before = {k: v.clone() for k, v in model.reference_pipeline.stage1.state_dict().items()}
     net2_before = {k: v.clone() for k, v in model.net_g.state_dict().items()}
@@ -74,8 +67,8 @@ def test_net1_frozen_and_bit_identical_while_net2_and_critic_learn(data_root, st
     assert log['l_d_gp'] >= 0 and log['l_g_percep'] > 0
 
 
-def test_net2_starts_from_stage1_except_fusion_convs(data_root, stage1_weights):
-    model, _ = make_stage2_model(data_root, stage1_weights)
+def test_net2_starts_from_stage1_except_fusion_convs(demo_data, stage1_weights):
+    model, _ = make_stage2_model(demo_data, stage1_weights)
     stage1 = torch.load(stage1_weights, weights_only=True)['params']
     net2 = model.net_g.state_dict()
     assert all(torch.equal(net2[k], v) for k, v in stage1.items())
@@ -85,8 +78,8 @@ def test_net2_starts_from_stage1_except_fusion_convs(data_root, stage1_weights):
     ]
 
 
-def test_reused_feature_is_net1_aggregate_output(data_root, stage1_weights):
-    model, opt = make_stage2_model(data_root, stage1_weights)
+def test_reused_feature_is_net1_aggregate_output(demo_data, stage1_weights):
+    model, opt = make_stage2_model(demo_data, stage1_weights)
     model.feed_data(train_batch(opt))
     captured = []
     pipeline = model.reference_pipeline
@@ -99,8 +92,27 @@ def test_reused_feature_is_net1_aggregate_output(data_root, stage1_weights):
     assert restoration.sr_stage1.shape == restoration.sr.shape == (2, 3, 64, 64)
 
 
-def test_warmup_steps_train_pixel_loss_only(data_root, stage1_weights):
-    model, opt = make_stage2_model(data_root, stage1_weights)
+def test_basicsr_test_model_and_the_inferencer_restore_identically(tiny_checkpoints):
+    """One restoration path: the model of `basicsr test` and RefSRInferencer build the same networks from one two-stage
+    YAML and checkpoint (random frozen parts drawn in the same order) and give the same SR and stage-1 SR."""
+    opt = yaml.safe_load(open(tiny_checkpoints['stage2_yml']))
+    sample = RefSRTestDataset(dict(opt['datasets']['test_1'], phase='test', scale=4))[1]
+    batch = {key: value.unsqueeze(0) if torch.is_tensor(value) else [value] for key, value in sample.items()}
+    torch.manual_seed(10)
+    model = build_model(dict(opt, is_train=False, dist=False, rank=0, world_size=1))
+    model.feed_data(batch)
+    model.test()
+    torch.manual_seed(10)
+    inferencer = RefSRInferencer(tiny_checkpoints['stage2_yml'], tiny_checkpoints['stage2'])
+    restoration = inferencer.restore(batch, None, inferencer.max_corr_elements)
+    height, width = sample['gt'].shape[-2:]
+    assert torch.equal(restoration.sr[..., :height, :width], model.output)
+    assert torch.equal(restoration.sr_stage1[..., :height, :width], model.output_stage1)
+    assert not torch.equal(model.output, model.output_stage1)
+
+
+def test_warmup_steps_train_pixel_loss_only(demo_data, stage1_weights):
+    model, opt = make_stage2_model(demo_data, stage1_weights)
     model.net_g_pretrain_steps = 1
     d_before = {k: v.clone() for k, v in model.net_d.state_dict().items()}
     model.feed_data(train_batch(opt))
@@ -109,9 +121,9 @@ def test_warmup_steps_train_pixel_loss_only(data_root, stage1_weights):
     assert all(torch.equal(v, d_before[k]) for k, v in model.net_d.state_dict().items())
 
 
-def ablation_options(data_root, stage1_weights):
+def ablation_options(demo_data, stage1_weights):
     """Stage 2 with ``feature_reuse: {enabled: false}``: Net2 is the plain stage-1 arch, from the stage-1 checkpoint."""
-    opt = tiny_stage2_options(data_root, 100, stage1_weights)
+    opt = tiny_stage2_options(demo_data, 100, stage1_weights)
     opt.update(
         feature_reuse={'enabled': False},
         network_g=opt.pop('network_stage1'),
@@ -124,8 +136,8 @@ def ablation_options(data_root, stage1_weights):
     return opt
 
 
-def test_disabled_feature_reuse_trains_net2_with_all_losses_without_net1(data_root, stage1_weights):
-    opt = ablation_options(data_root, stage1_weights)
+def test_disabled_feature_reuse_trains_net2_with_all_losses_without_net1(demo_data, stage1_weights):
+    opt = ablation_options(demo_data, stage1_weights)
     model = build_model(opt)
     assert model.reference_pipeline.stage1 is None
     contexts = []
@@ -140,7 +152,7 @@ def test_disabled_feature_reuse_trains_net2_with_all_losses_without_net1(data_ro
     assert model.output_stage1 is None and [label for label, _ in model.comparison_panels()
                                             ] == ['bicubic', 'SR', 'Ref', 'GT']
     # Net1's options are ignored, even a checkpoint path that does not exist
-    opt = ablation_options(data_root, stage1_weights)
+    opt = ablation_options(demo_data, stage1_weights)
     opt.update(network_stage1=opt['network_g'])
     opt['path']['pretrain_network_stage1'] = str(Path(stage1_weights).parent / 'missing.pth')
     assert build_model(opt).reference_pipeline.stage1 is None
@@ -149,21 +161,15 @@ def test_disabled_feature_reuse_trains_net2_with_all_losses_without_net1(data_ro
 @pytest.mark.parametrize('network_g', [
     'stage-2 arch', {
         'type': 'FeatureReuseNet',
-        'base': {
-            'type': 'FRFSRNet',
-            'num_feat': 16,
-            'num_res_blocks': 1,
-            'sife_channels': 8,
-            'dcn_backend': 'pytorch'
-        },
+        'base': tiny_networks()['network_g'],
         'fusion_targets': {
             'tail': 16
         },
         'reuse_channels': 16
     }
 ])
-def test_disabled_feature_reuse_rejects_archs_that_need_the_reused_feature(data_root, stage1_weights, network_g):
-    opt = tiny_stage2_options(data_root, 100, stage1_weights)
+def test_disabled_feature_reuse_rejects_archs_that_need_the_reused_feature(demo_data, stage1_weights, network_g):
+    opt = tiny_stage2_options(demo_data, 100, stage1_weights)
     opt.update(feature_reuse={'enabled': False}, is_train=True, dist=False, rank=0, world_size=1)
     if network_g != 'stage-2 arch':
         opt['network_g'] = network_g
@@ -173,9 +179,9 @@ def test_disabled_feature_reuse_rejects_archs_that_need_the_reused_feature(data_
         build_model(opt)
 
 
-def test_bad_reuse_source_is_named(data_root, stage1_weights):
+def test_bad_reuse_source_is_named(demo_data, stage1_weights):
     with pytest.raises(OptionError, match="feature_reuse.source: FRFSRNet has no submodule 'nope'"):
-        make_stage2_model(data_root, stage1_weights, feature_reuse={'source': 'nope', 'port': 'output'})
+        make_stage2_model(demo_data, stage1_weights, feature_reuse={'source': 'nope', 'port': 'output'})
 
 
 def test_gradient_penalty_equals_direct_formula_on_toy_critic():
@@ -262,8 +268,8 @@ def test_feature_reuse_net_names_bad_target():
             })
 
 
-def test_non_finite_losses_skip_both_critic_and_generator_updates(data_root, stage1_weights):
-    model, opt = make_stage2_model(data_root, stage1_weights)
+def test_non_finite_losses_skip_both_critic_and_generator_updates(demo_data, stage1_weights):
+    model, opt = make_stage2_model(demo_data, stage1_weights)
     batch = train_batch(opt)
     batch['gt'] = torch.full_like(batch['gt'], float('inf'))
     g_before = {k: v.clone() for k, v in model.net_g.state_dict().items()}

@@ -9,10 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import yaml
-from helpers import build_demo_data, tiny_stage2_options, tiny_test_options, tiny_train_options
-
-from frfsr_plugin.cli import demo
+from helpers import tiny_stage2_options, tiny_stage2_test_options, tiny_test_options, tiny_train_options, write_yaml
 
 TOY_PLUGIN = '''
 import torch
@@ -47,28 +44,21 @@ def frfsr(args, cwd):
     return run_cli('frfsr_plugin.cli.frfsr_cli', args, cwd)
 
 
-def write_yaml(path, opt):
-    with open(path, 'w') as file:
-        yaml.safe_dump(opt, file)
-    return str(path)
-
-
 @pytest.fixture(scope='module')
 def workdir(tmp_path_factory):
-    root = tmp_path_factory.mktemp('launcher')
-    build_demo_data(str(root / 'data'))
-    return root
+    return tmp_path_factory.mktemp('launcher')
 
 
 @pytest.fixture(scope='module')
-def trained(workdir):
+def trained(workdir, demo_data):
     """`basicsr train` for 4 iterations (checkpoints at 2 and 4), then `--auto_resume` to 6."""
-    opt_path = write_yaml(workdir / 'train.yml', tiny_train_options(str(workdir / 'data'), total_iter=4))
+    opt_path = write_yaml(workdir / 'train.yml', tiny_train_options(demo_data, total_iter=4))
     first = basicsr(['train', '-opt', opt_path], workdir)
     resumed = basicsr(['train', '-opt', opt_path, '--auto_resume', '--force_yml', 'train:total_iter=6'], workdir)
     return workdir / 'experiments' / 'tiny_frfsr', first, resumed
 
 
+@pytest.mark.integration
 def test_train_writes_checkpoints_states_and_validates(trained):
     exp_dir, first, _ = trained
     assert first.returncode == 0, first.stderr[-3000:]
@@ -82,6 +72,7 @@ def test_train_writes_checkpoints_states_and_validates(trained):
     assert not any(key.startswith(('vgg', 'feature_extraction')) for key in saved)  # frozen parts are not saved
 
 
+@pytest.mark.integration
 def test_auto_resume_on_cpu_continues_from_saved_iteration(trained):
     exp_dir, _, resumed = trained
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -90,9 +81,10 @@ def test_auto_resume_on_cpu_continues_from_saved_iteration(trained):
     assert osp.isfile(exp_dir / 'models' / 'net_g_6.pth')
 
 
-def test_test_pipeline_writes_sr_images_and_metrics(trained, workdir):
+@pytest.mark.integration
+def test_test_pipeline_writes_sr_images_and_metrics(trained, workdir, demo_data):
     exp_dir, _, _ = trained
-    opt = tiny_test_options(str(workdir / 'data'), str(exp_dir / 'models' / 'net_g_latest.pth'))
+    opt = tiny_test_options(demo_data, str(exp_dir / 'models' / 'net_g_latest.pth'))
     result = basicsr(['test', '-opt', write_yaml(workdir / 'test.yml', opt)], workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     images = sorted(os.listdir(workdir / 'results' / 'test_tiny_frfsr' / 'visualization' / 'CUFED5_demo'))
@@ -101,9 +93,10 @@ def test_test_pipeline_writes_sr_images_and_metrics(trained, workdir):
     assert '# psnr:' in log
 
 
-def test_yaml_plugins_register_a_user_arch_and_local_rank_spellings(workdir):
+@pytest.mark.integration
+def test_yaml_plugins_register_a_user_arch_and_local_rank_spellings(workdir, demo_data):
     (workdir / 'toy_user_plugin.py').write_text(TOY_PLUGIN)
-    opt = tiny_train_options(str(workdir / 'data'), total_iter=2, name='toy_plugin_run')
+    opt = tiny_train_options(demo_data, total_iter=2, name='toy_plugin_run')
     opt['plugins'] = ['toy_user_plugin']
     opt['network_g'] = {'type': 'ToyUserRefSRNet'}
     opt.pop('network_sife')
@@ -114,10 +107,10 @@ def test_yaml_plugins_register_a_user_arch_and_local_rank_spellings(workdir):
 
 
 @pytest.fixture(scope='module')
-def trained_stage2(trained, workdir):
+def trained_stage2(trained, workdir, demo_data):
     """`basicsr train` of a tiny stage 2 (Net1 = the stage-1 run above) for 2 iterations, then resumed to 4."""
     exp_dir, _, _ = trained
-    opt = tiny_stage2_options(str(workdir / 'data'), 2, str(exp_dir / 'models' / 'net_g_latest.pth'))
+    opt = tiny_stage2_options(demo_data, 2, str(exp_dir / 'models' / 'net_g_latest.pth'))
     opt['logger']['use_tb_logger'] = True
     opt_path = write_yaml(workdir / 'stage2.yml', opt)
     first = basicsr(['train', '-opt', opt_path], workdir)
@@ -125,6 +118,7 @@ def trained_stage2(trained, workdir):
     return workdir / 'experiments' / 'tiny_frf', first, resumed
 
 
+@pytest.mark.integration
 def test_stage2_trains_with_all_losses_writes_comparisons_and_resumes(trained_stage2, workdir):
     exp_dir, first, resumed = trained_stage2
     assert first.returncode == 0, first.stderr[-3000:]
@@ -144,10 +138,12 @@ def test_stage2_trains_with_all_losses_writes_comparisons_and_resumes(trained_st
     assert events
 
 
-def test_stage2_test_pipeline_reports_psnr_ssim_lpips_and_writes_comparisons(trained_stage2, workdir):
+@pytest.mark.integration
+def test_stage2_test_pipeline_reports_psnr_ssim_lpips_and_writes_comparisons(trained, trained_stage2, workdir,
+                                                                             demo_data):
     exp_dir, _, _ = trained_stage2
-    train_opt = yaml.safe_load(open(workdir / 'stage2.yml'))
-    opt = demo.test_options(train_opt, str(exp_dir / 'models' / 'net_g_latest.pth'))
+    stage1_weights = str(trained[0] / 'models' / 'net_g_latest.pth')
+    opt = tiny_stage2_test_options(demo_data, str(exp_dir / 'models' / 'net_g_latest.pth'), stage1_weights)
     opt['val']['metrics']['lpips'] = {'type': 'calculate_lpips', 'backbone_weights': False, 'better': 'lower'}
     result = basicsr(['test', '-opt', write_yaml(workdir / 'test_stage2.yml', opt)], workdir)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -159,11 +155,12 @@ def test_stage2_test_pipeline_reports_psnr_ssim_lpips_and_writes_comparisons(tra
                              'CUFED5_demo')) == ['000_0_test_tiny_frf.png', '001_0_test_tiny_frf.png']
 
 
-def test_stage2_without_feature_reuse_trains_with_all_losses_and_without_net1(trained, workdir):
+@pytest.mark.integration
+def test_stage2_without_feature_reuse_trains_with_all_losses_and_without_net1(trained, workdir, demo_data):
     """The ablation ``feature_reuse: {enabled: false}``: Net2 (plain FRFSRNet from the stage-1 checkpoint) is trained
     with all losses and Net1 is never built; an arch that needs the reused feature stops with one line."""
     exp_dir, _, _ = trained
-    opt = tiny_stage2_options(str(workdir / 'data'), 2, str(exp_dir / 'models' / 'net_g_latest.pth'), 'tiny_no_reuse')
+    opt = tiny_stage2_options(demo_data, 2, str(exp_dir / 'models' / 'net_g_latest.pth'), 'tiny_no_reuse')
     opt.update(feature_reuse={'enabled': False}, network_g=opt.pop('network_stage1'))
     opt['path'].pop('pretrain_network_stage1')
     opt['path']['ignore_resume_networks'].remove('network_stage1')
@@ -177,8 +174,7 @@ def test_stage2_without_feature_reuse_trains_with_all_losses_and_without_net1(tr
     panel = cv2.imread(str(no_reuse_dir / 'visualization' / 'comparisons' / 'CUFED5_demo' / '000_0_2.png'))
     assert panel.shape == (30 + 3 * 96, 4 * 3 * 128 + 3 * 6, 3)  # bicubic | SR | Ref | GT: no stage-1 panel
 
-    opt.update(
-        name='tiny_no_reuse_stage2_arch', network_g=tiny_stage2_options(str(workdir / 'data'), 2, '')['network_g'])
+    opt.update(name='tiny_no_reuse_stage2_arch', network_g=tiny_stage2_options(demo_data, 2, '')['network_g'])
     result = basicsr(['train', '-opt', write_yaml(workdir / 'no_reuse_stage2_arch.yml', opt)], workdir)
     assert result.returncode == 1 and 'Traceback' not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(
@@ -186,15 +182,16 @@ def test_stage2_without_feature_reuse_trains_with_all_losses_and_without_net1(tr
         '(feature_reuse.enabled: false')
 
 
-def test_frf_wraps_a_user_arch_registered_through_plugins(workdir):
+@pytest.mark.integration
+def test_frf_wraps_a_user_arch_registered_through_plugins(workdir, demo_data):
     (workdir / 'toy_user_plugin.py').write_text(TOY_PLUGIN)
-    toy_stage1 = tiny_train_options(str(workdir / 'data'), total_iter=1, name='toy_stage1')
+    toy_stage1 = tiny_train_options(demo_data, total_iter=1, name='toy_stage1')
     toy_stage1.update(plugins=['toy_user_plugin'], network_g={'type': 'ToyUserRefSRNet'})
     toy_stage1.pop('network_sife')
     toy_stage1['path']['ignore_resume_networks'] = ['network_extractor', 'network_map']
     assert basicsr(['train', '-opt', write_yaml(workdir / 'toy1.yml', toy_stage1)], workdir).returncode == 0
     weights = str(workdir / 'experiments' / 'toy_stage1' / 'models' / 'net_g_latest.pth')
-    opt = tiny_stage2_options(str(workdir / 'data'), 2, weights, name='toy_frf')
+    opt = tiny_stage2_options(demo_data, 2, weights, name='toy_frf')
     opt.update(
         plugins=['toy_user_plugin'],
         network_stage1={'type': 'ToyUserRefSRNet'},
@@ -222,14 +219,15 @@ def test_frf_wraps_a_user_arch_registered_through_plugins(workdir):
     assert sorted(saved) == ['base.conv.bias', 'base.conv.weight', 'fusions.conv.conv.bias', 'fusions.conv.conv.weight']
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize('case, message', [
     ('missing_yaml', "option file '{root}/nope.yml' not found"),
     ('missing_weights', "weights file '{root}/missing_vgg19.pth' not found. It should contain torchvision's VGG19"),
     ('bad_plugin', "plugin module 'no_such_plugin_module' could not be imported"),
     ('missing_data', "option 'dataroot_gt': folder '{root}/no_such_folder' does not exist"),
 ])
-def test_user_errors_end_with_one_line_and_exit_code_1(workdir, case, message):
-    opt = tiny_train_options(str(workdir / 'data'), total_iter=2, name=f'error_{case}')
+def test_user_errors_end_with_one_line_and_exit_code_1(workdir, case, message, demo_data):
+    opt = tiny_train_options(demo_data, total_iter=2, name=f'error_{case}')
     if case == 'missing_weights':
         opt['network_map']['pretrained'] = str(workdir / 'missing_vgg19.pth')
     if case == 'bad_plugin':
@@ -243,6 +241,7 @@ def test_user_errors_end_with_one_line_and_exit_code_1(workdir, case, message):
     assert 'Traceback' not in result.stderr
 
 
+@pytest.mark.integration
 def test_unknown_command_prints_usage(workdir):
     result = basicsr(['fit'], workdir)
     assert result.returncode == 2 and 'usage: basicsr {train,test}' in result.stderr
@@ -253,6 +252,7 @@ def write_photo(path, rgb):
     return str(path)
 
 
+@pytest.mark.integration
 def test_frfsr_infer_on_photos_of_other_sizes_with_metrics_compare_and_folders(trained_stage2, workdir):
     """Two-stage inference from the YAML copy that `basicsr train` left: LR 31x23 (training used 16x16), Ref 150x90."""
     from skimage import data as skimage_data
@@ -323,8 +323,9 @@ def test_stitched_references_share_the_tallest_height():
     assert stitched.shape == (90, 150 + 120, 3) and (stitched[:, 150:] == 200).all()
 
 
-def test_unknown_type_in_yaml_is_named_with_its_key(workdir):
-    opt = tiny_train_options(str(workdir / 'data'), total_iter=2, name='error_unknown_type')
+@pytest.mark.integration
+def test_unknown_type_in_yaml_is_named_with_its_key(workdir, demo_data):
+    opt = tiny_train_options(demo_data, total_iter=2, name='error_unknown_type')
     opt['network_g']['type'] = 'FRFSRNett'
     result = basicsr(['train', '-opt', write_yaml(workdir / 'unknown_type.yml', opt)], workdir)
     assert result.returncode == 1 and 'Traceback' not in result.stderr

@@ -17,13 +17,12 @@ import yaml
 from basicsr.models import build_model
 from basicsr.utils import set_random_seed
 from basicsr.utils.img_process_util import filter2D
-from helpers import tiny_networks, tiny_train_options
+from helpers import encoder_options, tiny_networks, tiny_train_options, write_yaml
 from PIL import Image
 from torch.utils.data import default_collate
 
 from frfsr_plugin.archs.contrastive_encoder_arch import FRFSRContrastiveEncoder
 from frfsr_plugin.cli.demo_data import build_cufed5_like_set, build_train_set
-from frfsr_plugin.cli.demo_encoder import student_options, teacher_options
 from frfsr_plugin.data.contrastive_dataset import ContrastiveHomographyDataset
 from frfsr_plugin.data.cufed_dataset import RefCUFEDDataset
 from frfsr_plugin.data.realworld_degradation import (DEFAULTS, FINAL_SINC_SIZE, KERNEL_BATCH_KEYS,
@@ -46,12 +45,6 @@ BICUBIC_KEYS = {'gt', 'lq', 'lq_up', 'ref', 'lq_path', 'gt_path', 'ref_path'}
 def read_yaml(name):
     with open(osp.join(ROOT, 'options', name), encoding='utf-8') as file:
         return yaml.safe_load(file)
-
-
-def write_yaml(path, opt):
-    with open(path, 'w', encoding='utf-8') as file:
-        yaml.safe_dump(opt, file)
-    return str(path)
 
 
 def to_uint8(tensor):
@@ -397,7 +390,7 @@ def test_frfsr_model_degrades_training_batches_on_the_device(demo_root):
 def test_student_distils_from_lr_up_of_the_degraded_image(demo_root, tmp_path):
     teacher_path = str(tmp_path / 'teacher.pth')
     torch.save({'params': FRFSRContrastiveEncoder(pretrained=False).state_dict()}, teacher_path)
-    opt = student_options(teacher_options(str(demo_root), gt_size=CROP, batch_size=2), teacher_path)
+    opt = encoder_options('tiny_student', str(demo_root), CROP, 2, teacher_weights=teacher_path)
     opt['datasets']['train']['realworld_degradation'] = {}
     model = build_model(dict(opt, is_train=True, dist=False, rank=0, world_size=1))
     batch = collated(ContrastiveHomographyDataset(dict(opt['datasets']['train'], phase='train', scale=4)), 0)
@@ -413,6 +406,7 @@ def test_student_distils_from_lr_up_of_the_degraded_image(demo_root, tmp_path):
 # ---------------------------------------------------------------------------------------- the fixed degraded test set
 
 
+@pytest.mark.integration
 def test_tool_writes_the_set_once_with_a_seed_per_image_name(demo_root, tmp_path, capsys):
     tool, src, first = load_tool(), demo_root / 'test', demo_root / 'test_realworld'
     names = sorted(p.name for p in src.iterdir())
@@ -539,6 +533,7 @@ def train_log(root, opt, which=-1):
     return open(sorted(glob.glob(str(root / 'experiments' / opt['name'] / f"train_{opt['name']}_*.log")))[which]).read()
 
 
+@pytest.mark.integration
 def test_stage1_realworld_yaml_trains_on_demo_data_and_resumes(realworld_runs):
     root, (opt, first, resumed), _, _ = realworld_runs
     for result in (first, resumed):
@@ -551,6 +546,7 @@ def test_stage1_realworld_yaml_trains_on_demo_data_and_resumes(realworld_runs):
                   for p in glob.glob(str(root / 'experiments' / opt['name'] / 'models' / '*'))}
 
 
+@pytest.mark.integration
 def test_stage2_realworld_yaml_trains_on_demo_data(realworld_runs):
     root, _, (opt, result), _ = realworld_runs
     assert result.returncode == 0, result.stderr[-3000:]
@@ -558,6 +554,7 @@ def test_stage2_realworld_yaml_trains_on_demo_data(realworld_runs):
     assert all(key in log for key in ('l_g_pix', 'l_g_percep', 'l_g_gan', 'l_d_gp', 'Validation CUFED5_realworld'))
 
 
+@pytest.mark.integration
 def test_realworld_test_yaml_reads_the_degraded_copy(realworld_runs):
     root, _, _, (opt, result) = realworld_runs
     assert result.returncode == 0, result.stderr[-3000:]
@@ -567,6 +564,7 @@ def test_realworld_test_yaml_reads_the_degraded_copy(realworld_runs):
     assert sorted(p.name for p in images.iterdir()) == [f"{group}_0_{opt['name']}.png" for group in ('000', '001')]
 
 
+@pytest.mark.integration
 def test_a_misspelt_degradation_key_stops_basicsr_train_in_one_line(demo_root):
     opt = on_demo_data(read_yaml('frfsr_stage1_realworld.yml'), demo_root, 1)
     opt.update(name='misspelt', network_g=tiny_networks()['network_g'])
@@ -577,6 +575,7 @@ def test_a_misspelt_degradation_key_stops_basicsr_train_in_one_line(demo_root):
                                                       "'realworld_degradation.jpeg_rnage'; did you mean 'jpeg_range'?")
 
 
+@pytest.mark.integration
 def test_comparison_figure_tool_writes_labelled_panels(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(osp.join(ROOT, 'tools'))  # as when run as a script: it imports its sibling tool
     tool = load_tool('realworld_comparison')

@@ -10,14 +10,12 @@ from os import path as osp
 import numpy as np
 import pytest
 import torch
-import yaml
 from basicsr.archs import build_network
 from basicsr.data import build_dataset
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import tensor2img
-from helpers import tiny_networks, tiny_stage2_options, tiny_test_options
+from helpers import tiny_networks, tiny_stage2_test_options, tiny_test_options, write_yaml
 
-from frfsr_plugin.cli.demo import test_options as basicsr_test_options
 from frfsr_plugin.cli.demo_data import build_cufed5_like_set
 from frfsr_plugin.data.refsr_test_dataset import RefSRTestDataset
 from frfsr_plugin.data.transforms import make_lr_pair, mod_crop, read_image_rgb
@@ -43,11 +41,6 @@ def save_params(net, path):
     return str(path)
 
 
-def write_yaml(path, opt):
-    path.write_text(yaml.safe_dump(opt, sort_keys=False))
-    return str(path)
-
-
 @pytest.fixture(scope='module', autouse=True)
 def single_thread():
     """One intra-op thread: on these tiny tensors a second thread costs more than it gains (4x the CPU time on a busy
@@ -59,14 +52,13 @@ def single_thread():
 
 
 @pytest.fixture(scope='module')
-def stage1(tmp_path_factory):
-    """A CUFED5-like demo set, a random tiny stage-1 checkpoint and its test YAML, whose frozen parts load local
+def stage1(tmp_path_factory, tiny_checkpoints):
+    """A small CUFED5-like demo set, the random tiny stage-1 checkpoint and a test YAML whose frozen parts load local
     weight files (so that a direct computation can rebuild exactly the same networks)."""
     root = tmp_path_factory.mktemp('robustness')
     build_cufed5_like_set(str(root / 'test'), gt_size=TEST_GT_SIZE, groups_per_photo=1)  # 2 groups, small and fast
     torch.manual_seed(0)
-    networks = tiny_networks()
-    weights = save_params(build_network(networks['network_g']), root / 'net_g.pth')
+    weights = tiny_checkpoints['stage1']
     opt = tiny_test_options(str(root), weights)
     for key in FROZEN:
         net = build_network(opt[key])
@@ -125,6 +117,7 @@ def bicubic_scores(dataroot):
     return np.mean(scores, axis=0)
 
 
+@pytest.mark.integration
 def test_table_has_every_condition_and_matches_direct_computation(stage1, tmp_path):
     table_path = tmp_path / 'table.md'
     result = run_tool('-opt', stage1['yaml'], '--weights', stage1['weights'], '--dataroot', stage1['dataroot'],
@@ -199,15 +192,15 @@ def test_ref_from_other_sample_option(stage1, tmp_path):
         RefSRTestDataset({'dataroot_gt': dataroot, 'ref_level': 'lr', 'ref_from_other_sample': 1})
 
 
+@pytest.mark.integration
 def test_two_stage_model(stage1, tmp_path, capsys):
     """A FeatureReuseModel YAML whose Net2 is Net1 plus a zero fusion conv: its SR, and so its row, equal stage 1's."""
-    opt = tiny_stage2_options(str(stage1['root']), 1, stage1['weights'])
-    net1 = opt['network_stage1']
+    net1 = tiny_networks()['network_g']
     net2_opt = dict(
         type='FeatureReuseNet', base=net1, fusion_targets={'tail': net1['num_feat']}, reuse_channels=net1['num_feat'])
+    net2 = build_network(dict(net2_opt, pretrained_base=stage1['weights']))
+    opt = tiny_stage2_test_options(str(stage1['root']), save_params(net2, tmp_path / 'net2.pth'), stage1['weights'])
     opt.update({key: stage1['opt'][key] for key in FROZEN}, network_g=net2_opt)
-    net2 = build_network(dict(opt['network_g'], pretrained_base=stage1['weights']))
-    opt = basicsr_test_options(opt, save_params(net2, tmp_path / 'net2.pth'))
     assert opt['model_type'] == 'FeatureReuseModel' and 'network_stage1' in opt
     yaml_path = write_yaml(tmp_path / 'stage2.yml', opt)
     assert robustness.main([
@@ -221,6 +214,7 @@ def test_two_stage_model(stage1, tmp_path, capsys):
                                atol=2e-4)
 
 
+@pytest.mark.integration
 def test_missing_weights_is_one_line_and_exit_1(stage1, tmp_path):
     missing = str(tmp_path / 'none.pth')
     result = run_tool('-opt', stage1['yaml'], '--weights', missing, '--dataroot', stage1['dataroot'], '--conditions',

@@ -8,6 +8,7 @@ from helpers import tiny_networks
 from frfsr_plugin.ops import deform_conv
 from frfsr_plugin.ops.ddf import ddf_mul, ddf_mul_unfold
 from frfsr_plugin.ops.patch_match import match_patches
+from frfsr_plugin.restoration.pipeline import ReferencePipeline
 from frfsr_plugin.utils.errors import OptionError
 from frfsr_plugin.utils.speed import autocast_context, parse_speed_options, speed_up_network, uncompiled
 
@@ -17,18 +18,13 @@ def tiny_generator_and_context():
     from skimage import data as skimage_data
     torch.manual_seed(0)
     nets = tiny_networks()
-    encoder = ARCH_REGISTRY.get('FRFSRContrastiveEncoder')(pretrained=False).eval()
-    correspondence = ARCH_REGISTRY.get('FRFSRCorrespondence')(pretrained=False).eval()
-    sife = ARCH_REGISTRY.get('FRFSRSIFENet')(**{k: v for k, v in nets['network_sife'].items() if k != 'type'}).eval()
+    pipeline = ReferencePipeline.from_options(nets)
     generator = ARCH_REGISTRY.get('FRFSRNet')(**{k: v for k, v in nets['network_g'].items() if k != 'type'}).eval()
     photo = torch.from_numpy(skimage_data.astronaut()[100:196, 150:246].copy()).permute(2, 0, 1)[None].float() / 255
     lq = F.interpolate(photo, scale_factor=0.25, mode='bicubic', align_corners=False).clamp(0, 1)
     lq_up = F.interpolate(lq, scale_factor=4, mode='bicubic', align_corners=False)
     ref = torch.roll(photo, shifts=(8, -12), dims=(2, 3))
-    with torch.no_grad():
-        context = correspondence(*encoder(lq_up, ref), ref)
-        context['sife_feat'] = sife(lq)
-    return generator, lq, context
+    return generator, lq, pipeline.reference_context(lq, lq_up, ref)
 
 
 def test_speed_options_parse_and_reject_bad_values():

@@ -15,13 +15,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from helpers import encoder_options, latest_weights, write_yaml
 from skimage import data as skimage_data
 from torchvision.models.vgg import cfgs, make_layers
 
 from frfsr_plugin.archs.contrastive_encoder_arch import FRFSRContrastiveEncoder
-from frfsr_plugin.cli.demo import write_yaml
 from frfsr_plugin.cli.demo_data import build_cufed5_like_set, build_train_set, write_rgb
-from frfsr_plugin.cli.demo_encoder import latest_weights, student_options, teacher_options
 from frfsr_plugin.cli.option_checks import check_registered_types
 from frfsr_plugin.data.contrastive_dataset import ContrastiveHomographyDataset, warp_with_homography
 from frfsr_plugin.data.transforms import make_lr_pair
@@ -330,8 +329,9 @@ def build_training_model(opt):
 
 
 def test_models_reject_missing_teacher_and_bad_training_options(tmp_path):
-    teacher = teacher_options(str(tmp_path))
-    student = student_options(teacher, str(tmp_path / 'missing' / 'net_g_latest.pth'))
+    teacher = encoder_options('tiny_teacher', str(tmp_path))
+    student = encoder_options(
+        'tiny_student', str(tmp_path), teacher_weights=str(tmp_path / 'missing' / 'net_g_latest.pth'))
     with pytest.raises(PretrainedWeightsError, match=r'net_g_latest.pth.*not found'):
         build_training_model(student)
     student['path'].update(pretrain_network_g=None, pretrain_network_teacher=None)
@@ -366,9 +366,11 @@ def encoder_chain(tmp_path_factory):
     root = tmp_path_factory.mktemp('encoder_chain')
     build_train_set(str(root / 'data' / 'train'), 64, crops_per_photo=4)
     build_cufed5_like_set(str(root / 'data' / 'test'), groups_per_photo=2)  # held-out photos, 24 images
-    teacher = teacher_options(str(root / 'data'))  # the demo's lengths: 12 teacher, 8 student iterations
-    teacher['logger']['use_tb_logger'] = False
-    student = student_options(teacher, latest_weights(str(root), teacher))
+    teacher = encoder_options('tiny_teacher',
+                              str(root / 'data'))  # the demo's lengths: 12 teacher, 8 student iterations
+    student = encoder_options('tiny_student', str(root / 'data'), teacher_weights=latest_weights(str(root), teacher))
+    for opt in (teacher, student):
+        opt['logger']['use_tb_logger'] = False
     results = []
     for opt in (teacher, student):
         results.append(
@@ -383,6 +385,7 @@ def encoder_chain(tmp_path_factory):
     return root, teacher, student, results
 
 
+@pytest.mark.integration
 def test_teacher_and_student_train_through_basicsr(encoder_chain):
     root, teacher, student, results = encoder_chain
     for opt, result, loss_terms in zip((teacher, student), results, (['l_triplet'], ['l_triplet', 'l_distill'])):
@@ -397,6 +400,7 @@ def test_teacher_and_student_train_through_basicsr(encoder_chain):
                            teacher_encoder.feature_extraction_image1.model.conv1_1.weight)
 
 
+@pytest.mark.integration
 def test_student_matches_held_out_pairs_better_than_the_untrained_encoder(encoder_chain, capsys):
     root, _, student, results = encoder_chain
     assert results[1].returncode == 0, results[1].stderr[-3000:]

@@ -14,15 +14,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-import yaml
 from basicsr.archs import build_network
 from basicsr.utils import tensor2img
-from helpers import tiny_networks, tiny_stage2_options, tiny_test_options
+from helpers import tiny_networks, tiny_stage2_test_options, tiny_test_options, write_yaml
 from skimage import data as skimage_data
 from torch import nn
 
 from frfsr_plugin.archs.alignment import TextureAlignment
-from frfsr_plugin.cli import demo
 from frfsr_plugin.data.transforms import pil_bicubic_resize
 from frfsr_plugin.ops.deform_conv import grid_sample_modulated_deform_conv2d, modulated_deform_conv2d
 from frfsr_plugin.restoration.inference import RefSRInferencer, to_batch
@@ -56,22 +54,15 @@ def make_loud(net, gain=0.7, tail_gain=0.1):
 
 @pytest.fixture(scope='module')
 def inferencers(tmp_path_factory):
-    """YAMLs and random checkpoints of a tiny stage-1 model (net1) and a two-stage model (Net1 = net1, Net2 = net2)."""
+    """YAMLs and loud random checkpoints of a tiny stage-1 model (net1) and a two-stage model (Net1 = net1, Net2 =
+    net2)."""
     root = tmp_path_factory.mktemp('tiling')
-    net1_opt = tiny_networks()['network_g']
-    net1 = make_loud(build_network(net1_opt))
-    net2_opt = dict(net1_opt, type='FRFSRStage2Net', reuse_channels=net1_opt['num_feat'])
-    net2 = make_loud(build_network(net2_opt))
-    paths = {}
-    for name, net in (('net1', net1), ('net2', net2)):
-        paths[name] = str(root / f'{name}.pth')
-        torch.save({'params': net.state_dict()}, paths[name])
+    paths = {name: str(root / f'{name}.pth') for name in ('net1', 'net2')}
     stage1_opt = tiny_test_options(str(root), paths['net1'])
-    stage2_opt = demo.test_options(tiny_stage2_options(str(root), 1, paths['net1']), paths['net2'])
-    for name, opt in (('stage1', stage1_opt), ('stage2', stage2_opt)):
-        paths[name] = str(root / f'{name}.yml')
-        with open(paths[name], 'w') as file:
-            yaml.safe_dump(opt, file)
+    stage2_opt = tiny_stage2_test_options(str(root), paths['net2'], paths['net1'])
+    for name, net_opt in (('net1', stage1_opt['network_g']), ('net2', stage2_opt['network_g'])):
+        torch.save({'params': make_loud(build_network(net_opt)).state_dict()}, paths[name])
+    paths.update(stage1=write_yaml(root / 'stage1.yml', stage1_opt), stage2=write_yaml(root / 'stage2.yml', stage2_opt))
     return paths
 
 
@@ -192,6 +183,7 @@ def write_rgb(path, rgb):
     return str(path)
 
 
+@pytest.mark.integration
 def test_reference_over_the_memory_budget_is_named_by_frfsr_infer(inferencers, photo_pair, tmp_path):
     lr, _ = photo_pair
     big_ref = cv2.resize(skimage_data.coffee(), (2000, 1500), interpolation=cv2.INTER_LINEAR)
@@ -237,6 +229,7 @@ print(json.dumps({'tile': tile_size, 'budget': inferencer.max_memory, 'baseline'
 '''
 
 
+@pytest.mark.integration
 def test_automatic_tile_size_fits_the_budget_and_the_run_stays_under_it(inferencers, photo_pair, tmp_path):
     """The budget is what the networks use after loading (about 870 MB here) plus the estimate for the context kept for
     the tiles and a 32x40 tile (about 200 MB); the image's peak resident memory was measured at about 1000 MB."""

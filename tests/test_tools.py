@@ -7,6 +7,8 @@ import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.parametrize('yaml_name, expected', [
     ('frfsr_stage1.yml', [
