@@ -51,8 +51,8 @@ def test_every_decorated_component_is_registered_under_its_own_module():
 def test_nothing_else_of_the_plugin_is_registered():
     expected = {(registry, name) for registry, name, _ in registrations_in_source()}
     registered = {(registry_name, name)
-                  for registry_name, registry in REGISTRIES.items() for name, obj in registry
-                  if obj.__module__.startswith('frfsr_plugin.')}
+                  for registry_name, registry in REGISTRIES.items()
+                  for name, obj in registry if obj.__module__.startswith('frfsr_plugin.')}
     assert registered == expected
 
 
