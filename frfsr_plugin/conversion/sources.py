@@ -61,14 +61,21 @@ def _rrdb_namings():
 _PLAIN_RESBLOCK = unchanged('conv1', 'conv2')
 
 
+def _texture_alignment(source, target):
+    """The FAM of one stage in mmsr naming: ``<source>_offset_conv1/2`` and the DCNv2 ``<source>_dyn_agg`` become our
+    :class:`~frfsr_plugin.archs.alignment.TextureAlignment` ``<target>.offset_conv1/2`` and ``<target>.dcn``."""
+    return [
+        Rename(f'{source}_offset_conv1', f'{target}.offset_conv1'),
+        Rename(f'{source}_offset_conv2', f'{target}.offset_conv2'),
+        Rename(f'{source}_dyn_agg', f'{target}.dcn')
+    ]
+
+
 def _c2matching_restoration_namings():
     """C2-Matching's ``RestorationNet`` (``mmsr/models/archs/ref_restoration_arch.py``)."""
     aggregation = []
     for scale, _, _ in C2_SCALES:
-        aggregation += [
-            Rename(f'{scale}_offset_conv1', f'align.{scale}.offset_conv1'),
-            Rename(f'{scale}_offset_conv2', f'align.{scale}.offset_conv2'),
-            Rename(f'{scale}_dyn_agg', f'align.{scale}.dcn'),
+        aggregation += _texture_alignment(scale, f'align.{scale}') + [
             Rename(f'head_{scale}.0', f'head.{scale}'),
             Rename(f'body_{scale}.#', f'body.{scale}.#', _PLAIN_RESBLOCK),
         ]
@@ -98,10 +105,7 @@ def _frfsr_official_namings():
     """
     restoration = [Rename('unet_head', 'conv_first'), Rename('high_q_conv1', 'sife_fusion')]
     for stage, direction, scale, ddf_number in _FRFSR_STAGES:
-        restoration += [
-            Rename(f'{stage}_offset_conv1', f'align_{stage}.offset_conv1'),
-            Rename(f'{stage}_offset_conv2', f'align_{stage}.offset_conv2'),
-            Rename(f'{stage}_dyn_agg', f'align_{stage}.dcn'),
+        restoration += _texture_alignment(stage, f'align_{stage}') + [
             Rename(f'{direction}_head_{scale}.0', f'aggregate_{stage}.head'),
             Rename(f'ddf_block_{ddf_number}.#', f'aggregate_{stage}.ddf_blocks.#', _RESIDUAL_DDF_BLOCK),
             Rename(f'{direction}_body_{scale}.#', f'aggregate_{stage}.body.#', _ESA_RESBLOCK),
