@@ -17,6 +17,7 @@ from basicsr.utils import tensor2img
 from helpers import tiny_networks, tiny_stage2_test_options, tiny_test_options, write_yaml
 
 from frfsr_plugin.cli.demo_data import build_cufed5_like_set
+from frfsr_plugin.data.reference_conditions import REFERENCE_CONDITIONS, SHUFFLE_GRIDS, reference_condition_options
 from frfsr_plugin.data.refsr_test_dataset import RefSRTestDataset
 from frfsr_plugin.data.transforms import make_lr_pair, mod_crop, read_image_rgb
 
@@ -77,7 +78,7 @@ def parse_output(stdout):
     rows, figures = {}, {}
     for line in stdout.splitlines():
         cells = [cell.strip() for cell in line.strip('|').split('|')]
-        if line.startswith('|') and cells[0] in robustness.CONDITIONS:
+        if line.startswith('|') and cells[0] in REFERENCE_CONDITIONS:
             rows[cells[0]] = (float(cells[2]), float(cells[3]))
         elif ': ' in line and not line.startswith('|'):
             name, value = line.split(': ')
@@ -124,7 +125,7 @@ def test_table_has_every_condition_and_matches_direct_computation(stage1, tmp_pa
                       '--output', str(table_path))
     assert result.returncode == 0, result.stderr[-3000:]
     rows, figures = parse_output(result.stdout)
-    assert list(rows) == list(robustness.CONDITIONS)
+    assert list(rows) == list(REFERENCE_CONDITIONS)
     assert figures['images'] == 2
     for condition, (psnr, ssim) in rows.items():
         values = figures[f'{condition}_psnr'], figures[f'{condition}_ssim']
@@ -142,7 +143,7 @@ def test_table_has_every_condition_and_matches_direct_computation(stage1, tmp_pa
 
 
 def sample_of(condition, dataroot, index, **options):
-    return build_dataset(robustness.condition_dataset_options(condition, dataroot, **options))[index]
+    return build_dataset(reference_condition_options(condition, dataroot, **options))[index]
 
 
 def test_conditions_change_only_the_reference(stage1):
@@ -156,7 +157,7 @@ def test_conditions_change_only_the_reference(stage1):
     assert torch.equal(lr['ref'], lr['lq_up']) and torch.equal(lr['gt'], level1['gt'])
     assert sample_of('bicubic', dataroot, 0)['ref_path'] == lr['ref_path']
 
-    shuffled = [sample_of(name, dataroot, 0, shuffle_seed=5) for name in robustness.SHUFFLE_GRIDS]
+    shuffled = [sample_of(name, dataroot, 0, shuffle_seed=5) for name in SHUFFLE_GRIDS]
     for sample in shuffled:
         assert sample['ref_path'] == level1['ref_path'] and torch.equal(sample['lq'], level1['lq'])
         assert sample['ref'].shape == level1['ref'].shape and not torch.equal(sample['ref'], level1['ref'])

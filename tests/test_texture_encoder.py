@@ -260,14 +260,18 @@ def test_matching_accuracy_equals_direct_loops_and_is_one_for_exact_features():
 # ------------------------------------------------------------------------------------------------ architecture
 
 
-def test_random_init_is_torchvision_vgg_init():
+def test_random_init_is_torchvision_vgg_init_with_identical_unshared_branches():
     encoder = FRFSRContrastiveEncoder(pretrained=False)
-    for branch in (encoder.feature_extraction_image1, encoder.feature_extraction_image2):
-        for conv in (m for m in branch.modules() if isinstance(m, torch.nn.Conv2d)):
-            fan_out = conv.out_channels * 9
-            assert abs(conv.weight.std().item() / (2 / fan_out)**0.5 - 1) < 0.05 and not conv.bias.any()
-    assert not torch.equal(encoder.feature_extraction_image1.model.conv1_1.weight,
-                           encoder.feature_extraction_image2.model.conv1_1.weight)
+    for conv in (m for m in encoder.feature_extraction_image1.modules() if isinstance(m, torch.nn.Conv2d)):
+        fan_out = conv.out_channels * 9
+        assert abs(conv.weight.std().item() / (2 / fan_out)**0.5 - 1) < 0.05 and not conv.bias.any()
+    branch1, branch2 = (
+        dict(branch.named_parameters())
+        for branch in (encoder.feature_extraction_image1, encoder.feature_extraction_image2))
+    assert branch1.keys() == branch2.keys() and all(torch.equal(branch1[k], branch2[k]) for k in branch1)
+    with torch.no_grad():
+        branch1['model.conv1_1.weight'].add_(1.0)  # separate tensors: the branches train apart
+    assert not torch.equal(branch1['model.conv1_1.weight'], branch2['model.conv1_1.weight'])
 
 
 def test_encoder_initialises_both_branches_from_torchvision_vgg16(tmp_path):
@@ -366,8 +370,7 @@ def encoder_chain(tmp_path_factory):
     root = tmp_path_factory.mktemp('encoder_chain')
     build_train_set(str(root / 'data' / 'train'), 64, crops_per_photo=4)
     build_cufed5_like_set(str(root / 'data' / 'test'), groups_per_photo=2)  # held-out photos, 24 images
-    teacher = encoder_options('tiny_teacher',
-                              str(root / 'data'))  # the demo's lengths: 12 teacher, 8 student iterations
+    teacher = encoder_options('tiny_teacher', str(root / 'data'))  # 100 teacher, 60 student iterations
     student = encoder_options('tiny_student', str(root / 'data'), teacher_weights=latest_weights(str(root), teacher))
     for opt in (teacher, student):
         opt['logger']['use_tb_logger'] = False
@@ -412,7 +415,8 @@ def test_student_matches_held_out_pairs_better_than_the_untrained_encoder(encode
     untrained_accuracy, trained_accuracy = float(untrained['matching_accuracy']), float(trained['matching_accuracy'])
     print(f'held-out matching accuracy (LR-up, 24 pairs): untrained {untrained_accuracy:.4f}, '
           f'student {trained_accuracy:.4f}')
-    assert trained_accuracy > 3 * untrained_accuracy + 0.02  # measured: 0.0118 vs 0.096 to 0.111 (seeds 10-12)
+    # identical random branches already match; training must add to that: measured 0.5731 -> 0.6841
+    assert trained_accuracy > untrained_accuracy + 0.05
 
 
 def test_tool_reports_a_missing_checkpoint_in_one_line(tmp_path, capsys, smooth_photo_folder):

@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import Subset
 
 import frfsr_plugin  # noqa: F401  (torchvision alias for basicsr, then registration)
+from frfsr_plugin.data.reference_conditions import REFERENCE_CONDITIONS, reference_condition_options
 from frfsr_plugin.metrics.evaluation import CROP_BORDER, evaluate_images
 from frfsr_plugin.restoration.inference import RefSRInferencer
 from frfsr_plugin.utils.errors import MissingFileError, OptionError, UserInputError
@@ -38,58 +39,6 @@ from frfsr_plugin.utils.options import read_options
 # isort: split
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.utils import set_random_seed, tensor2img
-
-SHUFFLE_GRIDS = {'shuffle_easy': 2, 'shuffle_medium': 4, 'shuffle_hard': 8}
-# condition -> description of its reference, in table order
-CONDITIONS = {
-    'level1': 'CUFED5 reference of similarity level 1 (highest)',
-    'level2': 'CUFED5 reference of similarity level 2',
-    'level3': 'CUFED5 reference of similarity level 3',
-    'level4': 'CUFED5 reference of similarity level 4',
-    'level5': 'CUFED5 reference of similarity level 5 (lowest)',
-    'lr': 'the bicubic-upsampled LR image',
-    'shuffle_easy': 'level-1 reference shuffled in 2x2 tiles',
-    'shuffle_medium': 'level-1 reference shuffled in 4x4 tiles',
-    'shuffle_hard': 'level-1 reference shuffled in 8x8 tiles',
-    'irrelevant': 'level-1 reference of sample (i + {offset}) mod N',
-    'bicubic': 'none (bicubic up-sampling of the LR)',
-}
-
-
-def condition_dataset_options(condition, dataroot, scale=4, irrelevant_offset=1, shuffle_seed=0):
-    """``RefSRTestDataset`` options that give a condition's references.
-
-    Args:
-        condition (str): A key of :data:`CONDITIONS`. ``bicubic`` uses the ``lr`` set (its ``lq_up`` is the
-            bicubic-upsampled LR of the unpadded GT).
-        dataroot (str): CUFED5 folder (``XXX_0.png`` GTs, ``XXX_1..5.png`` references).
-        scale (int): SR factor. Default: 4.
-        irrelevant_offset (int): ``ref_from_other_sample`` of the ``irrelevant`` condition. Default: 1.
-        shuffle_seed (int): ``ref_shuffle_seed`` of the shuffle conditions. Default: 0.
-
-    Returns:
-        dict: Dataset options for BasicSR's ``build_dataset``.
-    """
-    if condition not in CONDITIONS:
-        raise OptionError(f"unknown condition {condition!r}; choose from: {', '.join(CONDITIONS)}")
-    opt = {
-        'name': f'CUFED5_{condition}',
-        'type': 'RefSRTestDataset',
-        'mode': 'cufed5',
-        'dataroot_gt': dataroot,
-        'phase': 'test',
-        'scale': scale,
-        'ref_level': 1
-    }
-    if condition.startswith('level'):
-        opt['ref_level'] = int(condition[len('level'):])
-    elif condition in ('lr', 'bicubic'):
-        opt['ref_level'] = 'lr'
-    elif condition in SHUFFLE_GRIDS:
-        opt.update(ref_shuffle_grid=SHUFFLE_GRIDS[condition], ref_shuffle_seed=shuffle_seed)
-    else:
-        opt['ref_from_other_sample'] = irrelevant_offset
-    return opt
 
 
 def y_psnr_ssim(sr, gt):
@@ -132,7 +81,7 @@ def markdown_table(results, irrelevant_offset):
     """Rows ``| condition | reference | PSNR (dB) | SSIM |`` for ``results`` (condition -> (psnr, ssim))."""
     rows = ['| condition | reference | PSNR (dB) | SSIM |', '|---|---|---|---|']
     for condition, (psnr, ssim) in results.items():
-        reference = CONDITIONS[condition].format(offset=irrelevant_offset)
+        reference = REFERENCE_CONDITIONS[condition].format(offset=irrelevant_offset)
         rows.append(f'| {condition} | {reference} | {psnr:.2f} | {ssim:.4f} |')
     return '\n'.join(rows) + '\n'
 
@@ -142,7 +91,11 @@ def parse_args(argv):
     parser.add_argument('-opt', required=True, help='training or test options YAML that defines the model')
     parser.add_argument('--weights', required=True, help='generator checkpoint (net_g_*.pth)')
     parser.add_argument('--dataroot', required=True, help='CUFED5 folder: XXX_0.png GTs and XXX_1..5.png references')
-    parser.add_argument('--conditions', nargs='+', default=list(CONDITIONS), help=f"default: {' '.join(CONDITIONS)}")
+    parser.add_argument(
+        '--conditions',
+        nargs='+',
+        default=list(REFERENCE_CONDITIONS),
+        help=f"default: {' '.join(REFERENCE_CONDITIONS)}")
     parser.add_argument('--max-images', type=int, help='evaluate only the first N images (default: all)')
     parser.add_argument('--output', help='also write the table to this Markdown file')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', choices=('cpu', 'cuda'))
@@ -154,10 +107,10 @@ def parse_args(argv):
 
 def check_arguments(args):
     """One clear error for arguments that would otherwise fail late (after hours of testing) or with a traceback."""
-    unknown = [condition for condition in args.conditions if condition not in CONDITIONS]
+    unknown = [condition for condition in args.conditions if condition not in REFERENCE_CONDITIONS]
     if unknown:
         raise OptionError(f"--conditions: unknown condition(s) {', '.join(unknown)}; choose from: "
-                          f"{', '.join(CONDITIONS)}")
+                          f"{', '.join(REFERENCE_CONDITIONS)}")
     if args.max_images is not None and args.max_images < 1:
         raise OptionError(f'--max-images must be at least 1, got {args.max_images}')
     if not os.path.isdir(args.dataroot):
@@ -175,8 +128,8 @@ def run(args):
     datasets = {}  # all built first, so that a missing reference file stops the run before the model is built
     for condition in args.conditions:
         datasets[condition] = build_dataset(
-            condition_dataset_options(condition, args.dataroot, opt.get('scale', 4), args.irrelevant_offset,
-                                      args.shuffle_seed))
+            reference_condition_options(condition, args.dataroot, opt.get('scale', 4), args.irrelevant_offset,
+                                        args.shuffle_seed))
     num_images = min(len(dataset) for dataset in datasets.values())  # the same GT groups under every condition
     num_images = min(num_images, args.max_images or num_images)
     if opt.get('manual_seed') is not None:  # as `basicsr test`: random-init frozen parts (tests, demo) reproduce

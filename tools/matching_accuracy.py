@@ -15,15 +15,11 @@ import argparse
 import sys
 
 import torch
-from torch.utils.data import DataLoader, Subset
 
 import frfsr_plugin  # noqa: F401  (compat alias before basicsr is imported)
 from frfsr_plugin.archs.contrastive_encoder_arch import FRFSRContrastiveEncoder
-from frfsr_plugin.data.contrastive_dataset import ContrastiveHomographyDataset
-from frfsr_plugin.metrics.matching_accuracy import matching_accuracy
-from frfsr_plugin.utils.errors import OptionError, UserInputError
-
-PAIRS_PER_BATCH = 16
+from frfsr_plugin.metrics.matching_accuracy import held_out_matching_accuracy
+from frfsr_plugin.utils.errors import UserInputError
 
 
 def build_encoder(weights, seed):
@@ -32,38 +28,6 @@ def build_encoder(weights, seed):
         torch.manual_seed(seed)
         return FRFSRContrastiveEncoder(pretrained=False).eval()
     return FRFSRContrastiveEncoder(pretrained=weights).eval()
-
-
-@torch.no_grad()
-def evaluate(encoder, folder, pairs, seed, size, lr_up, border):
-    """Mean matching accuracy of ``encoder`` over the first ``pairs`` held-out pairs of ``folder``.
-
-    Args:
-        encoder (FRFSRContrastiveEncoder): The encoder, in eval mode.
-        folder (str): Folder of images.
-        pairs (int | None): Number of pairs (None: one per image).
-        seed (int): Homography seed of the pairs.
-        size (int): Side of the square images.
-        lr_up (bool): Branch 1 encodes the LR-up image instead of the HR one.
-        border (float): Border of valid positions, see :func:`matching_accuracy`.
-
-    Returns:
-        tuple[float, int]: Mean accuracy over the pairs and the number of pairs.
-    """
-    dataset = ContrastiveHomographyDataset({
-        'dataroot_in': folder,
-        'phase': 'val',
-        'gt_size': size,
-        'homography_seed': seed
-    })
-    count = len(dataset) if pairs is None else min(pairs, len(dataset))
-    if count < 1:
-        raise OptionError(f'--pairs must be at least 1, got {pairs}.')
-    accuracies = []
-    for batch in DataLoader(Subset(dataset, range(count)), batch_size=PAIRS_PER_BATCH):
-        feat1, feat2 = encoder(batch['img1_lr_up' if lr_up else 'img1'], batch['img2'])
-        accuracies.append(matching_accuracy(feat1, feat2, batch['gt_map'], border=border))
-    return float(torch.cat(accuracies).nanmean()), count
 
 
 def main(argv=None):
@@ -78,7 +42,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         encoder = build_encoder(args.weights, args.seed)
-        accuracy, count = evaluate(encoder, args.data, args.pairs, args.seed, args.size, args.lr_up, args.border)
+        accuracy, count = held_out_matching_accuracy(encoder, args.data, args.pairs, args.seed, args.size, args.lr_up,
+                                                     args.border)
     except UserInputError as error:
         print(f'matching_accuracy: error: {error}', file=sys.stderr)
         return 1

@@ -61,6 +61,10 @@ class FRFSRContrastiveEncoder(torch.nn.Module):
     Branch 1 encodes the bicubic-upsampled LR image, branch 2 the HR reference; the branches do not share weights.
     Parameter names follow C2-Matching's checkpoints (``feature_extraction_image{1,2}.model.conv*``).
 
+    Both branches start from the same weights, as in C2-Matching, where both are initialised from one ImageNet VGG16:
+    with random init, branch 2 is a copy of branch 1, so that an untrained encoder already maps the LR-up image and
+    the reference into one feature space (two independent random networks would match at chance level).
+
     Args:
         pretrained (str | bool): Local encoder weights (plain or BasicSR ``{'params': ...}`` state dict), or False for
             random init (tests only). Leave it out when ``vgg16_pretrained`` is given.
@@ -73,6 +77,7 @@ class FRFSRContrastiveEncoder(torch.nn.Module):
         super().__init__()
         self.feature_extraction_image1 = VGG16Conv31()
         self.feature_extraction_image2 = VGG16Conv31()
+        self.feature_extraction_image2.load_state_dict(self.feature_extraction_image1.state_dict())
         owner = type(self).__name__
         if vgg16_pretrained is None:
             load_pretrained(self, pretrained, owner, ENCODER_WEIGHTS_DESCRIPTION)

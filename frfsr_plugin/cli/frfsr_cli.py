@@ -12,14 +12,21 @@ def build_parser():
     commands = parser.add_subparsers(dest='command', required=True)
     demo = commands.add_parser('demo', help='train and test a small FRFSR on photos bundled with scikit-image')
     demo.add_argument('--workdir', default='frfsr_demo', help='output folder (default: %(default)s)')
-    demo.add_argument('--iters', type=int, default=150, help='stage-1 training iterations (default: %(default)s)')
+    demo.add_argument('--iters', type=int, default=200, help='stage-1 training iterations (default: %(default)s)')
     demo.add_argument(
         '--stage2-iters',
         type=int,
-        default=40,
-        help='stage-2 (feature reuse) training iterations, 0 to skip (default: %(default)s)')
+        default=20,
+        help='iterations of each stage-2 run (with and without feature reuse), 0 to skip (default: %(default)s)')
     demo.add_argument('--gt-size', type=int, default=64, help='HR training crop, multiple of 4, >= 60')
     demo.add_argument('--batch-size', type=int, default=4, help='training batch size (default: %(default)s)')
+    demo.add_argument(
+        '--encoder-iters',
+        type=int,
+        nargs=2,
+        default=(200, 100),
+        metavar=('TEACHER', 'STUDENT'),
+        help='texture-encoder teacher and student iterations (default: 200 100)')
     demo.add_argument(
         '--no-encoder-training',
         dest='train_encoder',
@@ -62,6 +69,9 @@ def main(argv=None):
         if args.command == 'demo':
             if args.gt_size % 4 or args.gt_size < 60:
                 raise UserInputError(f'--gt-size must be a multiple of 4 and at least 60, got {args.gt_size}.')
+            if args.iters < 1 or min(args.encoder_iters) < 1 or args.stage2_iters < 0:
+                raise UserInputError('--iters and both --encoder-iters must be at least 1 and --stage2-iters at least '
+                                     f'0, got {args.iters}, {list(args.encoder_iters)} and {args.stage2_iters}.')
             from frfsr_plugin.cli.demo import run_demo
             run_demo(
                 args.workdir,
@@ -69,7 +79,8 @@ def main(argv=None):
                 args.stage2_iters,
                 args.gt_size,
                 args.batch_size,
-                train_encoder=args.train_encoder)
+                train_encoder=args.train_encoder,
+                encoder_iters=tuple(args.encoder_iters))
         else:
             from frfsr_plugin.cli.infer import run_infer
             run_infer(args)

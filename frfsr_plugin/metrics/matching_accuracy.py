@@ -2,8 +2,13 @@
 import torch
 import torch.nn.functional as F
 from basicsr.utils.registry import METRIC_REGISTRY
+from torch.utils.data import DataLoader, Subset
 
+from frfsr_plugin.data.contrastive_dataset import ContrastiveHomographyDataset
 from frfsr_plugin.losses.contrastive_loss import feature_correspondences
+from frfsr_plugin.utils.errors import OptionError
+
+PAIRS_PER_BATCH = 16
 
 
 def matching_accuracy(feat1, feat2, gt_map, tolerance=1, border=10):
@@ -54,3 +59,38 @@ def calculate_matching_accuracy(feat1, feat2, gt_map, tolerance=1, border=10, **
         float: Mean accuracy over the pairs with valid positions.
     """
     return float(matching_accuracy(feat1, feat2, gt_map, tolerance, border).nanmean())
+
+
+@torch.no_grad()
+def held_out_matching_accuracy(encoder, folder, pairs=None, seed=0, size=160, lr_up=False, border=10):
+    """Mean matching accuracy of ``encoder`` over the first ``pairs`` held-out homography pairs of ``folder``.
+
+    The pairs are the validation pairs of :class:`ContrastiveHomographyDataset` (each image resized to ``size`` and
+    warped by the homography of ``homography_seed`` = ``seed``), so equal seeds give identical pairs.
+
+    Args:
+        encoder (FRFSRContrastiveEncoder): The encoder, in eval mode.
+        folder (str): Folder of images.
+        pairs (int | None): Number of pairs (None: one per image). Default: None.
+        seed (int): Homography seed of the pairs. Default: 0.
+        size (int): Side of the square images. Default: 160.
+        lr_up (bool): Branch 1 encodes the LR-up image (restoration use) instead of the HR one. Default: False.
+        border (float): Border of valid positions, see :func:`matching_accuracy`. Default: 10.
+
+    Returns:
+        tuple[float, int]: Mean accuracy over the pairs and the number of pairs.
+    """
+    dataset = ContrastiveHomographyDataset({
+        'dataroot_in': folder,
+        'phase': 'val',
+        'gt_size': size,
+        'homography_seed': seed
+    })
+    count = len(dataset) if pairs is None else min(pairs, len(dataset))
+    if count < 1:
+        raise OptionError(f'--pairs must be at least 1, got {pairs}.')
+    accuracies = []
+    for batch in DataLoader(Subset(dataset, range(count)), batch_size=PAIRS_PER_BATCH):
+        feat1, feat2 = encoder(batch['img1_lr_up' if lr_up else 'img1'], batch['img2'])
+        accuracies.append(matching_accuracy(feat1, feat2, batch['gt_map'], border=border))
+    return float(torch.cat(accuracies).nanmean()), count
