@@ -11,7 +11,8 @@ import frfsr_plugin  # noqa: F401  (compat alias and registries before any basic
 
 # isort: split
 from basicsr.archs import build_network
-from helpers import tiny_stage2_options, tiny_stage2_test_options, tiny_test_options, tiny_train_options, write_yaml
+from helpers import (make_loud, tiny_stage2_options, tiny_stage2_test_options, tiny_test_options, tiny_train_options,
+                     write_yaml)
 
 from frfsr_plugin.cli.demo_data import build_cufed5_like_set, build_train_set
 
@@ -53,4 +54,20 @@ def tiny_checkpoints(demo_data, tmp_path_factory):
     paths['stage1_yml'] = write_yaml(root / 'test_stage1.yml', tiny_test_options(demo_data, paths['stage1']))
     paths['stage2_yml'] = write_yaml(root / 'test_stage2.yml',
                                      tiny_stage2_test_options(demo_data, paths['stage2'], paths['stage1']))
+    return paths
+
+
+@pytest.fixture(scope='session')
+def loud_checkpoints(tmp_path_factory):
+    """YAMLs and loud random checkpoints (``helpers.make_loud``) of a tiny stage-1 model (``net1``, ``stage1``) and a
+    two-stage model (``net2``, ``stage2``: Net1 = net1, Net2 = net2), on no data; seeded, so the same whichever test
+    builds them first."""
+    root = tmp_path_factory.mktemp('loud_checkpoints')
+    torch.manual_seed(0)
+    paths = {name: str(root / f'{name}.pth') for name in ('net1', 'net2')}
+    stage1_opt = tiny_test_options(str(root), paths['net1'])
+    stage2_opt = tiny_stage2_test_options(str(root), paths['net2'], paths['net1'])
+    for name, net_opt in (('net1', stage1_opt['network_g']), ('net2', stage2_opt['network_g'])):
+        torch.save({'params': make_loud(build_network(net_opt)).state_dict()}, paths[name])
+    paths.update(stage1=write_yaml(root / 'stage1.yml', stage1_opt), stage2=write_yaml(root / 'stage2.yml', stage2_opt))
     return paths

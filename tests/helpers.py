@@ -2,7 +2,9 @@
 import copy
 from os import path as osp
 
+import torch
 import yaml
+from torch import nn
 
 CONFIGS = osp.join(osp.dirname(osp.abspath(__file__)), 'configs')
 NETWORK_KEYS = ('network_extractor', 'network_map', 'network_sife', 'network_g')
@@ -88,3 +90,17 @@ def encoder_options(name, data_root, gt_size=64, batch_size=4, **values):
 def latest_weights(workdir, opt):
     """Path of the ``net_g_latest.pth`` that ``basicsr train`` writes for ``opt`` in ``workdir``."""
     return osp.join(workdir, 'experiments', opt['name'], 'models', 'net_g_latest.pth')
+
+
+def make_loud(net, gain=0.7, tail_gain=0.1):
+    """Loud random weights: every conv N(0, gain^2 / fan_in), zero bias; offset/mask branches 10x smaller, the last
+    tail conv x tail_gain, so that every layer changes the output (seed 3)."""
+    torch.manual_seed(3)
+    for conv in (module for module in net.modules() if isinstance(module, nn.Conv2d)):
+        nn.init.normal_(conv.weight, 0.0, gain * conv.weight[0].numel()**-0.5)
+        nn.init.zeros_(conv.bias)
+    for name, conv in net.named_modules():
+        if name.endswith('conv_offset_mask'):
+            conv.weight.data.mul_(0.1)
+    [module for module in net.tail.modules() if isinstance(module, nn.Conv2d)][-1].weight.data.mul_(tail_gain)
+    return net

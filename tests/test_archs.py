@@ -90,11 +90,17 @@ def test_forward_non_square_pair_with_differently_sized_ref():
     assert sr[..., :gt_h, :gt_w].shape == (1, 3, gt_h, gt_w)
 
 
-def test_ref_of_wrong_size_is_rejected():
+def test_ref_of_its_own_size_gives_a_context_on_the_lr_grid():
+    """A 64x80 Ref for a 64x64 HR canvas: matched on its own grid, sampled whole (tests/test_reference_sets.py)."""
     encoder, correspondence, _, _ = tiny_parts()
     lq_up, ref = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 80)
-    with pytest.raises(ValueError, match='exactly the HR size'):
-        correspondence(*encoder(lq_up, ref), ref)
+    with torch.no_grad():  # as the reference pipeline runs it
+        context = correspondence(*encoder(lq_up, ref), ref)
+    assert [tuple(p.shape) for p in context['pre_offsets']] == [(1, 18, 64, 64), (1, 18, 32, 32), (1, 18, 16, 16)]
+    assert [tuple(f.local.shape) for f in context['ref_feats']] == [(1, 64, 64, 64), (1, 128, 32, 32), (1, 256, 16, 16)]
+    assert [tuple(f.full.shape) for f in context['ref_feats']] == [(1, 64, 64, 80), (1, 128, 32, 40), (1, 256, 16, 20)]
+    assert [tuple(f.shape) for f in context['warped_ref_feats']] == [(1, 64, 64, 64), (1, 128, 32, 32),
+                                                                     (1, 256, 16, 16)]
 
 
 def test_too_small_lr_is_rejected():

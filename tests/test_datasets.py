@@ -15,6 +15,7 @@ from frfsr_plugin.data.cufed_dataset import RefCUFEDDataset
 from frfsr_plugin.data.refsr_test_dataset import RefSRTestDataset
 from frfsr_plugin.data.transforms import (dihedral_augment, make_lr_pair, mod_crop, pad_to, pil_bicubic_resize,
                                           read_image_rgb, shuffle_patches)
+from frfsr_plugin.utils.errors import OptionError
 
 SAMPLE_KEYS = {'gt', 'lq', 'lq_up', 'ref', 'lq_path', 'gt_path', 'ref_path'}
 
@@ -340,6 +341,26 @@ def test_cufed5_padding_of_mismatched_ref(cufed5_root):
     ref = to_uint8(sample['ref'])
     np.testing.assert_array_equal(ref[:, :88], read_image_rgb(str(cufed5_root / '000_1.png'))[:108, :88])
     assert not ref[:, 88:].any()
+
+
+def test_decoupled_canvas_pads_nothing(cufed5_root, tmp_path):
+    """``ref_canvas: decoupled``: the LR of the mod-cropped GT itself (or the given one) and the mod-cropped Ref."""
+    gt = read_image_rgb(str(cufed5_root / '000_0.png'))[:96, :128]
+    lq = pil_bicubic(gt, 24, 32)
+    sample = RefSRTestDataset(val_opt(cufed5_root, ref_canvas='decoupled'))[0]
+    np.testing.assert_array_equal(to_uint8(sample['gt']), gt)
+    np.testing.assert_array_equal(to_uint8(sample['lq']), lq)
+    np.testing.assert_array_equal(to_uint8(sample['lq_up']), pil_bicubic(lq, 96, 128))
+    np.testing.assert_array_equal(to_uint8(sample['ref']), read_image_rgb(str(cufed5_root / '000_1.png'))[:108, :88])
+    given = np.ascontiguousarray(lq[::-1])  # a given LR file other than the bicubic one
+    write_rgb(str(tmp_path / 'lq' / '000_0.png'), given)
+    write_rgb(str(tmp_path / 'lq' / '001_0.png'), pil_bicubic(read_image_rgb(str(cufed5_root / '001_0.png')), 24, 32))
+    sample = RefSRTestDataset(val_opt(cufed5_root, ref_canvas='decoupled', dataroot_lq=str(tmp_path / 'lq')))[0]
+    np.testing.assert_array_equal(to_uint8(sample['lq']), given)
+    np.testing.assert_array_equal(to_uint8(sample['lq_up']), pil_bicubic(given, 96, 128))
+    assert sample['ref'].shape == (3, 108, 88)
+    with pytest.raises(OptionError, match="option 'ref_canvas' must be one of .'padded', 'decoupled'., got 'tiles'"):
+        RefSRTestDataset(val_opt(cufed5_root, ref_canvas='tiles'))
 
 
 def test_cufed5_same_size_and_ref_level(cufed5_root):

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import torchvision
 from basicsr.archs import build_network
 from basicsr.utils import tensor2img
-from helpers import tiny_networks, tiny_stage2_test_options, tiny_test_options, write_yaml
+from helpers import make_loud, tiny_networks
 from skimage import data as skimage_data
 from torch import nn
 
@@ -37,33 +37,6 @@ def photo_pair():
     photo = skimage_data.coffee()
     gt = photo[60:220, 150:374]
     return pil_bicubic_resize(gt, LR_SIZE), photo[100:260, 200:424]
-
-
-def make_loud(net, gain=0.7, tail_gain=0.1):
-    """Every conv N(0, gain^2 / fan_in), zero bias; offset/mask branches 10x smaller, the last tail conv x tail_gain."""
-    torch.manual_seed(3)
-    for conv in (module for module in net.modules() if isinstance(module, nn.Conv2d)):
-        nn.init.normal_(conv.weight, 0.0, gain * conv.weight[0].numel()**-0.5)
-        nn.init.zeros_(conv.bias)
-    for name, conv in net.named_modules():
-        if name.endswith('conv_offset_mask'):
-            conv.weight.data.mul_(0.1)
-    [module for module in net.tail.modules() if isinstance(module, nn.Conv2d)][-1].weight.data.mul_(tail_gain)
-    return net
-
-
-@pytest.fixture(scope='module')
-def inferencers(tmp_path_factory):
-    """YAMLs and loud random checkpoints of a tiny stage-1 model (net1) and a two-stage model (Net1 = net1, Net2 =
-    net2)."""
-    root = tmp_path_factory.mktemp('tiling')
-    paths = {name: str(root / f'{name}.pth') for name in ('net1', 'net2')}
-    stage1_opt = tiny_test_options(str(root), paths['net1'])
-    stage2_opt = tiny_stage2_test_options(str(root), paths['net2'], paths['net1'])
-    for name, net_opt in (('net1', stage1_opt['network_g']), ('net2', stage2_opt['network_g'])):
-        torch.save({'params': make_loud(build_network(net_opt)).state_dict()}, paths[name])
-    paths.update(stage1=write_yaml(root / 'stage1.yml', stage1_opt), stage2=write_yaml(root / 'stage2.yml', stage2_opt))
-    return paths
 
 
 def test_tiles_cover_the_canvas_and_blend_weights_sum_to_one():
@@ -136,6 +109,7 @@ def photo_context(photo_pair):
         feat_lq, feat_ref = nets['network_extractor'](to_batch(pil_bicubic_resize(lr, ref.shape[:2]), 'cpu'),
                                                       to_batch(ref, 'cpu'))
         context = nets['network_map'](feat_lq, feat_ref, to_batch(ref, 'cpu'))
+    del context['matches']  # not on the LR grid: the reference pipeline takes it out before tiles are cut
     return lq, context
 
 
@@ -153,7 +127,7 @@ def test_tiles_reproduce_a_local_network_exactly_with_ref_sampled_outside_the_ti
     assert torch.allclose(tiled, whole, rtol=1e-5, atol=1e-5)
 
 
-def test_tiled_stage1_and_two_stage_match_whole_image(inferencers, photo_pair):
+def test_tiled_stage1_and_two_stage_match_whole_image(loud_checkpoints, photo_pair):
     """Tiles of 32 LR pixels overlapping by 8 (2 x 3 tiles) against the whole canvas, residual SR - bilinear std 0.04.
 
     Measured max |tiled - whole| on [0, 1] floats: stage 1 (Net1) 0.0035 (0.9 of 255 levels; mean 5e-5), two-stage
@@ -161,7 +135,7 @@ def test_tiled_stage1_and_two_stage_match_whole_image(inferencers, photo_pair):
     comes from ESA's size-dependent attention map and the DDF's global pooling (frfsr_plugin/restoration/tiling.py).
     """
     lr, ref = photo_pair
-    inferencer = RefSRInferencer(inferencers['stage2'], inferencers['net2'], tile_overlap=OVERLAP)
+    inferencer = RefSRInferencer(loud_checkpoints['stage2'], loud_checkpoints['net2'], tile_overlap=OVERLAP)
     batch, (height, width) = inferencer.prepare(lr, ref)
     outputs = {}
     for tile_size in (None, TILE):
@@ -184,12 +158,12 @@ def write_rgb(path, rgb):
 
 
 @pytest.mark.integration
-def test_reference_over_the_memory_budget_is_named_by_frfsr_infer(inferencers, photo_pair, tmp_path):
+def test_reference_over_the_memory_budget_is_named_by_frfsr_infer(loud_checkpoints, photo_pair, tmp_path):
     lr, _ = photo_pair
     big_ref = cv2.resize(skimage_data.coffee(), (2000, 1500), interpolation=cv2.INTER_LINEAR)
     result = subprocess.run([
-        sys.executable, '-m', 'frfsr_plugin.cli.frfsr_cli', 'infer', '--opt', inferencers['stage1'], '--weights',
-        inferencers['net1'], '--lr',
+        sys.executable, '-m', 'frfsr_plugin.cli.frfsr_cli', 'infer', '--opt', loud_checkpoints['stage1'], '--weights',
+        loud_checkpoints['net1'], '--lr',
         write_rgb(tmp_path / 'lr.png', lr), '--ref',
         write_rgb(tmp_path / 'big_ref.png', big_ref), '-o',
         str(tmp_path / 'sr.png'), '--max-memory-mb', '2000'
@@ -230,12 +204,12 @@ print(json.dumps({'tile': tile_size, 'budget': inferencer.max_memory, 'baseline'
 
 
 @pytest.mark.integration
-def test_automatic_tile_size_fits_the_budget_and_the_run_stays_under_it(inferencers, photo_pair, tmp_path):
+def test_automatic_tile_size_fits_the_budget_and_the_run_stays_under_it(loud_checkpoints, photo_pair, tmp_path):
     """The budget is what the networks use after loading (about 870 MB here) plus the estimate for the context kept for
     the tiles and a 32x40 tile (about 200 MB); the image's peak resident memory was measured at about 1000 MB."""
     lr, ref = photo_pair
     result = subprocess.run([
-        sys.executable, '-c', AUTO_TILE_CHILD, inferencers['stage1'], inferencers['net1'],
+        sys.executable, '-c', AUTO_TILE_CHILD, loud_checkpoints['stage1'], loud_checkpoints['net1'],
         write_rgb(tmp_path / 'lr.png', lr),
         write_rgb(tmp_path / 'ref.png', ref)
     ],

@@ -1,8 +1,15 @@
 """Per-stage time and memory of FRFSR inference and training, side by side with the direct formulations.
 
 Usage: python tools/benchmark.py [--quick] [--threads N] [--dcn-backend B] [--speed channels_last bf16 ...]
+       python tools/benchmark.py --references [--quick] [--threads N] [--dcn-backend B]
 
-It measures, in one run on this machine:
+With ``--references`` it measures only reference sets: 1, 3 and 5 CUFED5-size references (500x332 each) for one
+LR of 125x83, full-size random-init networks (stage 1: FRFSRNet), on the decoupled canvas (the LR at its own size, the
+references as one reference set) and on the stitched canvas of the padded protocol (the references side by side, the
+LR zero-padded to the canvas / 4): the reference context (encoder, matching, VGG19, flows, SIFE) and the restoration
+network, median seconds, and the peak extra RSS, each configuration in a fresh child process.
+
+Otherwise it measures, in one run on this machine:
   * patch matching (fast shifted-product matcher vs the direct patch-vector matcher) at several LR sizes, with the
     fraction of identical arg-max matches;
   * peak memory of a training step of the DDF layers at batch 9, LR 40 (memory-lean autograd function vs the unfold
@@ -127,6 +134,85 @@ times = sorted(times[1:])
 print(json.dumps([times[len(times) // 2], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base]))
 '''
 
+REFERENCE_SET_CODE = '''
+import json, statistics, time, torch
+import torch.nn.functional as F
+import frfsr_plugin
+from basicsr.utils.registry import ARCH_REGISTRY
+from frfsr_plugin.restoration.pipeline import (ReferencePipeline, build_reference_networks,
+                                               random_reference_network_options)
+from frfsr_plugin.utils.cpu_allocator import retain_freed_cpu_memory
+retain_freed_cpu_memory()  # as frfsr infer
+torch.set_num_threads({threads})
+torch.manual_seed(0)
+pipeline = ReferencePipeline(*build_reference_networks(random_reference_network_options()))
+net = ARCH_REGISTRY.get('FRFSRNet')(dcn_backend='{dcn_backend}').eval()
+lq = torch.rand(1, 3, {lr_height}, {lr_width})
+refs = [torch.rand(1, 3, 4 * {lr_height}, 4 * {lr_width}) for _ in range({count})]
+if {stitched}:  # the padded protocol's canvas: references side by side, the LR zero-padded to the canvas / 4
+    ref = torch.cat(refs, -1)
+    lq = F.pad(lq, (0, ref.shape[-1] // 4 - lq.shape[-1]))
+else:  # the decoupled canvas: the LR as it is, the references as one reference set
+    ref = refs
+lq_up = F.interpolate(lq, scale_factor=4, mode='bicubic', align_corners=False)
+base = current_rss_mb()
+context_seconds, restoration_seconds = [], []
+with torch.no_grad():
+    for _ in range({repeats}):
+        start = time.perf_counter()
+        context = pipeline.reference_context(lq, lq_up, ref)
+        middle = time.perf_counter()
+        pipeline.restore(net, lq, context)
+        restoration_seconds.append(time.perf_counter() - middle)
+        context_seconds.append(middle - start)
+        del context
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+with torch.no_grad():  # what the encoder's (lq_up, ref) interface recomputes for every reference after the first
+    lr_branch = []
+    for _ in range({repeats}):
+        start = time.perf_counter()
+        pipeline.extractor.feature_extraction_image1(lq_up)
+        lr_branch.append(time.perf_counter() - start)
+print(json.dumps([statistics.median(context_seconds), statistics.median(restoration_seconds), peak,
+                  list(lq.shape[-2:]), statistics.median(lr_branch)]))
+'''
+REFERENCE_COUNTS = (1, 3, 5)
+
+
+def bench_reference_sets(threads, dcn_backend, repeats):
+    """Decoupled vs stitched canvas for 1, 3 and 5 CUFED5-size references (module docstring).
+
+    Returns:
+        tuple[list[str], dict[str, float]]: Printable rows and the figures (restoration-time ratios of 3 and 5
+        references to 1, per canvas).
+    """
+    rows, results = [], {}
+    for count in REFERENCE_COUNTS:
+        for canvas in ('decoupled', 'stitched'):
+            code = REFERENCE_SET_CODE.format(
+                threads=threads,
+                dcn_backend=dcn_backend,
+                count=count,
+                stitched=canvas == 'stitched',
+                repeats=repeats,
+                lr_height=CUFED5_LR[0],
+                lr_width=CUFED5_LR[1])
+            context_seconds, restoration_seconds, peak_mb, (height, width), lr_branch = child(code)
+            results[canvas, count] = restoration_seconds
+            if canvas == 'decoupled':  # the LR as it is
+                lr_branch_seconds = lr_branch
+            rows.append(f'{count} reference(s), {canvas:9} canvas (LR restored {width}x{height}): reference context '
+                        f'{context_seconds:.2f} s, restoration {restoration_seconds:.2f} s, peak extra RSS '
+                        f'{peak_mb:.0f} MB')
+    rows.append(f'encoder LR branch at {CUFED5_LR[1]}x{CUFED5_LR[0]} (recomputed per extra reference of a set): '
+                f'{lr_branch_seconds:.2f} s')
+    figures = {
+        f'{canvas}_restoration_{count}_refs_over_1': results[canvas, count] / results[canvas, 1]
+        for canvas in ('decoupled', 'stitched')
+        for count in REFERENCE_COUNTS[1:]
+    }
+    return rows, figures
+
 
 def cufed5_inputs():
     """Random LR (1, 3, 83, 125), its bicubic x4 and a Ref (1, 3, 332, 500)."""
@@ -220,8 +306,18 @@ def main(argv=None):
     parser.add_argument('--threads', type=int, default=torch.get_num_threads(), help='torch threads')
     parser.add_argument('--dcn-backend', default='torchvision', help='deformable conv backend of the networks')
     parser.add_argument('--speed', nargs='*', default=[], choices=SPEED_OPTIONS, help='speed options of Net1/Net2')
+    parser.add_argument(
+        '--references', action='store_true', help='only reference sets: decoupled vs stitched canvas, 1, 3, 5 refs')
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.references:
+        print(f'torch {torch.__version__}, {args.threads} threads, dcn_backend {args.dcn_backend}, LR '
+              f'{CUFED5_LR[1]}x{CUFED5_LR[0]}, references {4 * CUFED5_LR[1]}x{4 * CUFED5_LR[0]}')
+        rows, figures = bench_reference_sets(args.threads, args.dcn_backend, 1 if args.quick else 3)
+        print('\n'.join(rows))
+        for name, value in figures.items():
+            print(f'{name}: {value:.4g}')
+        return 0
     retained = retain_freed_cpu_memory()  # as frfsr infer and basicsr test; the training step's child keeps defaults
     speed = {key: key in args.speed for key in SPEED_OPTIONS}
     repeats, big_repeats = (3, 1) if args.quick else (5, 3)

@@ -38,9 +38,9 @@ torch.manual_seed(0)  # the same random frozen networks (pretrained: false) in e
 lr, ref = read_image_rgb(lr_path), read_image_rgb(ref_path)
 inferencer = RefSRInferencer(opt, weights, tile=None if tile == 'none' else int(tile),
                              max_memory_mb=None if budget_mb == 'none' else float(budget_mb))
-batch, _ = inferencer.prepare(lr, ref)
-tile_size, corr_elements = inferencer.plan(batch['lq'].shape[-2:], ref.shape[:2], ref_path)  # what the call picks
-del batch
+inputs = inferencer.prepare_inputs(lr, ref, ref_path)
+tile_size, corr_elements = inputs.tile_size, inputs.max_corr_elements  # what the call picks
+del inputs
 with open('/proc/self/clear_refs', 'w') as clear_refs:
     clear_refs.write('5')  # peak of the image, not of building the networks
 start = time.perf_counter()

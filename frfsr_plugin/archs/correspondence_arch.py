@@ -4,12 +4,15 @@ from basicsr.utils.registry import ARCH_REGISTRY
 
 from frfsr_plugin.archs.vgg_features import VGG19Features
 from frfsr_plugin.ops.flow import flow_to_pre_offsets, flow_warp, index_to_flow, upscale_flow
-from frfsr_plugin.ops.patch_match import DEFAULT_MAX_CORR_ELEMENTS, PATCH_SIZE, match_patches, match_patches_direct
+from frfsr_plugin.ops.patch_match import DEFAULT_MAX_CORR_ELEMENTS, match_patches, match_patches_direct
+from frfsr_plugin.ops.ref_window import on_lr_grid
+from frfsr_plugin.ops.reference_set import layout_references, merge_matches, place_on_canvas
 from frfsr_plugin.utils.errors import InputSizeError, OptionError
 
 REF_LAYERS = ('relu1_1', 'relu2_1', 'relu3_1')  # full, half and quarter resolution of the HR image
 LEVEL_SCALES = (4, 2, 1)  # size of each level relative to the matching grid (LR size)
 MATCHERS = {'fast': match_patches, 'direct': match_patches_direct}
+MATCHES_KEY = 'matches'  # the context's SetMatches: what the LR drew from which reference, for users, not networks
 
 
 @ARCH_REGISTRY.register()
@@ -18,7 +21,9 @@ class FRFSRCorrespondence(torch.nn.Module):
 
     It matches every 3x3 patch of the LR-side encoder features against all 3x3 patches of the Ref-side features
     (cosine similarity, argmax), turns the matches into flows at three scales and 3x3 deformable-conv pre-offsets,
-    and extracts and flow-warps the Ref's VGG19 relu1_1 / relu2_1 / relu3_1 features.
+    and extracts and flow-warps the Ref's VGG19 relu1_1 / relu2_1 / relu3_1 features. The Ref may have any size, and
+    may be a set of references, each matched and encoded at its own size and laid out on one canvas
+    (``ops/reference_set.py``); flows and pre-offsets point from the LR grid into that canvas.
 
     Args:
         pretrained (str | bool): Local VGG19 ImageNet weights, or False for random init (tests only).
@@ -39,30 +44,45 @@ class FRFSRCorrespondence(torch.nn.Module):
         """
         Args:
             feat_lq (Tensor): Encoder features of the upsampled LR, shape (B, C, h, w).
-            feat_ref (Tensor): Encoder features of the Ref, shape (B, C, h, w) (the Ref has the HR size).
-            img_ref (Tensor): Reference image, shape (B, 3, 4h, 4w).
+            feat_ref (Tensor | Sequence[Tensor]): Encoder features of the Ref, shape (B, C, h_r, w_r), or of each
+                reference of a set. A Ref of the HR size (h_r, w_r) = (h, w) is the papers' padded protocol; any other
+                size, and sets, are matched on their own grids (``ops/reference_set.py``).
+            img_ref (Tensor | Sequence[Tensor]): The Ref image(s), shape (B, 3, 4 h_r, 4 w_r).
             max_corr_elements (int | None): Memory budget of this call's correlation chunks; None: the module's
                 ``max_corr_elements``. Default: None.
 
         Returns:
             dict: with keys
-                ``pre_offsets``: tuple of 3 tensors (B, 18, s h, s w) for s = 4, 2, 1;
-                ``ref_feats``: tuple of VGG19 relu1_1 (B, 64, 4h, 4w), relu2_1 (B, 128, 2h, 2w), relu3_1 (B, 256, h, w);
-                ``warped_ref_feats``: the same features warped by the flows.
+                ``pre_offsets``: tuple of 3 tensors (B, 18, s h, s w) for s = 4, 2, 1, from the LR grid into the
+                reference canvas;
+                ``ref_feats``: VGG19 relu1_1 (64 channels), relu2_1 (128) and relu3_1 (256) of the reference canvas;
+                each a tensor (B, C, s h, s w) when the canvas has the LR grid's size, else a
+                :class:`~frfsr_plugin.ops.ref_window.RefWindow` of the canvas (B, C, s H, s W) seen from the LR grid;
+                ``warped_ref_feats``: the canvas features warped by the flows onto the LR grid, (B, C, s h, s w);
+                :data:`MATCHES_KEY`: the :class:`~frfsr_plugin.ops.reference_set.SetMatches` of the LR patches.
         """
-        if feat_lq.shape[-2:] != feat_ref.shape[-2:] or img_ref.shape[-2:] != tuple(4 * s for s in feat_lq.shape[-2:]):
+        feat_refs = [feat_ref] if torch.is_tensor(feat_ref) else list(feat_ref)
+        img_refs = [img_ref] if torch.is_tensor(img_ref) else list(img_ref)
+        if len(feat_refs) != len(img_refs) or any(
+                tuple(img.shape[-2:]) != tuple(4 * side for side in feat.shape[-2:])
+                for feat, img in zip(feat_refs, img_refs)):
             raise InputSizeError(
-                'FRFSRCorrespondence needs a Ref of exactly the HR size (pad LR and Ref to a common size '
-                f'first); got encoder features {tuple(feat_lq.shape[-2:])} / {tuple(feat_ref.shape[-2:])} '
-                f'and Ref {tuple(img_ref.shape[-2:])}.')
+                'FRFSRCorrespondence needs each Ref image at 4x its encoder features (a multiple of 4 in size); got '
+                f'features {[tuple(feat.shape[-2:]) for feat in feat_refs]} and Refs '
+                f'{[tuple(img.shape[-2:]) for img in img_refs]}.')
         budget = self.max_corr_elements if max_corr_elements is None else max_corr_elements
-        max_idx, _ = self.match(feat_lq, feat_ref, budget)
-        flow = index_to_flow(max_idx, ref_grid_width=feat_ref.shape[-1] - PATCH_SIZE + 1)
-        vgg = self.vgg(img_ref)
-        ref_feats = tuple(vgg[name] for name in REF_LAYERS)
+        layout = layout_references([feat.shape[-2:] for feat in feat_refs])
+        matches = merge_matches([self.match(feat_lq, feat, budget) for feat in feat_refs], layout)
+        flow = index_to_flow(matches.index, layout.patch_grid_width)
+        vgg = [self.vgg(img) for img in img_refs]
+        ref_feats = tuple(
+            place_on_canvas([feats[name] for feats in vgg], layout, scale)
+            for name, scale in zip(REF_LAYERS, LEVEL_SCALES))
         flows = tuple(upscale_flow(flow, scale) for scale in LEVEL_SCALES)
+        height, width = feat_lq.shape[-2:]
         return {
             'pre_offsets': tuple(flow_to_pre_offsets(f, s) for f, s in zip(flows, LEVEL_SCALES)),
-            'ref_feats': ref_feats,
+            'ref_feats': tuple(on_lr_grid(feat, (s * height, s * width)) for feat, s in zip(ref_feats, LEVEL_SCALES)),
             'warped_ref_feats': tuple(flow_warp(feat, f) for feat, f in zip(ref_feats, flows)),
+            MATCHES_KEY: matches,
         }

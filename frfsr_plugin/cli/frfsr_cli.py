@@ -38,9 +38,20 @@ def build_parser():
     infer.add_argument('--lr', required=True, help='LR image, or a folder of them')
     infer.add_argument(
         '--ref',
-        required=True,
         action='append',
-        help='reference image (or folder, matched by name); repeat to stitch several references side by side')
+        help='reference image (or folder, matched by name); repeat for a reference set: every LR patch takes its '
+        'best match over all references, each at its own size')
+    infer.add_argument(
+        '--ref-dir',
+        help='an image or a folder of candidate references, all used as one reference set (with --ref too); other '
+        'files in the folder are skipped with a warning')
+    infer.add_argument(
+        '--ref-canvas',
+        default='decoupled',
+        choices=('decoupled', 'padded'),
+        help="decoupled: the networks run on the LR's own size, each reference keeps its own; padded: the papers' "
+        'protocol, LR and reference (several: stitched side by side at one height) zero-padded to a common size '
+        '(default: %(default)s)')
     infer.add_argument('-o', '--output', required=True, help='SR image path (or output folder)')
     infer.add_argument('--gt', help='ground truth (or folder): print Y-PSNR/SSIM (crop 4), and LPIPS with weights')
     infer.add_argument('--lpips-weights', help="torchvision AlexNet weights for LPIPS (alexnet-owt-7be5be79.pth)")

@@ -1,5 +1,7 @@
-"""``frfsr infer``: super-resolve LR images with references, one pair or two folders of pairs."""
+"""``frfsr infer``: super-resolve LR images with references: one LR with one or several references (``--ref``,
+``--ref-dir``), or a folder of LR images with references matched by name."""
 import os
+import sys
 from os import path as osp
 
 import numpy as np
@@ -11,27 +13,76 @@ from frfsr_plugin.metrics.evaluation import PAPER_METRICS, evaluate_images
 from frfsr_plugin.restoration.inference import RefSRInferencer, stitch_references, to_batch
 from frfsr_plugin.utils.comparison import refsr_panels, write_comparison
 from frfsr_plugin.utils.cpu_allocator import retain_freed_cpu_memory
-from frfsr_plugin.utils.errors import MissingFileError, OptionError
+from frfsr_plugin.utils.errors import BadFileError, MissingFileError, OptionError
 
 
-def list_pairs(lr, refs, gt, output):
-    """(lr, [refs], gt or None, output path) for a single pair or for folders matched by file name."""
+def list_reference_candidates(path):
+    """The references of ``--ref-dir``: the file itself, or the image files directly inside the folder, sorted.
+
+    Other files are skipped with a warning on stderr (hidden ones and subfolders silently).
+
+    Args:
+        path (str): An image file or a folder.
+
+    Returns:
+        list[str]: Image paths, at least one.
+    """
+    if osp.isfile(path):
+        if not path.lower().endswith(IMG_EXTENSIONS):
+            raise BadFileError(f"--ref-dir: '{path}' is not an image file ({', '.join(IMG_EXTENSIONS)}).")
+        return [path]
+    if not osp.isdir(path):
+        raise MissingFileError(f"--ref-dir: '{path}' does not exist.")
+    try:
+        names = sorted(os.listdir(path))
+    except OSError as error:
+        raise BadFileError(f"--ref-dir: cannot read the folder '{path}' ({error.strerror}).") from error
+    images = []
+    for name in names:
+        candidate = osp.join(path, name)
+        if name.startswith('.') or not osp.isfile(candidate):
+            continue
+        if name.lower().endswith(IMG_EXTENSIONS):
+            images.append(candidate)
+        else:
+            print(f"frfsr infer: warning: --ref-dir: skipping '{candidate}' (not an image file)", file=sys.stderr)
+    if not images:
+        raise MissingFileError(f"--ref-dir: no images ({', '.join(IMG_EXTENSIONS)}) in '{path}'.")
+    return images
+
+
+def list_pairs(lr, refs, gt, output, candidates=()):
+    """(lr, [refs], gt or None, output path) for a single LR or for an LR folder.
+
+    Args:
+        lr (str): LR image or folder.
+        refs (list[str]): ``--ref`` values: images (a single LR), or one folder of references matched to the LR
+            folder's images by file name.
+        gt (str | None): Ground truth image or folder.
+        output (str): SR image path, or output folder.
+        candidates (Sequence[str]): References of ``--ref-dir``, added to every LR's references.
+
+    Returns:
+        list[tuple[str, list[str], str | None, str]]
+    """
+    if not refs and not candidates:
+        raise OptionError('give the references with --ref (repeatable) or --ref-dir.')
     if not osp.isdir(lr):
-        return [(lr, refs, gt, output)]
-    if len(refs) != 1 or not osp.isdir(refs[0]):
-        raise OptionError('with an LR folder, --ref must be one folder holding references with the same file names.')
+        return [(lr, list(refs) + list(candidates), gt, output)]
+    if refs and (len(refs) != 1 or not osp.isdir(refs[0])):
+        raise OptionError('with an LR folder, --ref must be one folder holding references with the same file names '
+                          '(--ref-dir references serve every LR image).')
     names = sorted(name for name in os.listdir(lr) if name.lower().endswith(IMG_EXTENSIONS))
     if not names:
         raise MissingFileError(f"no images in the LR folder '{lr}'.")
     pairs = []
     for name in names:
-        ref = osp.join(refs[0], name)
-        if not osp.isfile(ref):
-            raise MissingFileError(f"LR image '{name}' has no reference '{ref}'.")
-        pairs.append(
-            (osp.join(lr,
-                      name), [ref], osp.join(gt, name) if gt else None, osp.join(output,
-                                                                                 osp.splitext(name)[0] + '.png')))
+        own = [osp.join(refs[0], name)] if refs else []
+        if own and not osp.isfile(own[0]):
+            raise MissingFileError(f"LR image '{name}' has no reference '{own[0]}'.")
+        gt_path = osp.join(gt, name) if gt else None
+        out_path = osp.join(output, osp.splitext(name)[0] + '.png')
+        pairs.append((osp.join(lr, name), own + list(candidates), gt_path, out_path))
     return pairs
 
 
@@ -50,12 +101,13 @@ def run_infer(args):
     if args.max_memory_mb is None:
         retain_freed_cpu_memory()  # 40% faster on CPU; a budget keeps the C library's defaults (utils/cpu_allocator.py)
     inferencer = RefSRInferencer(args.opt, args.weights, args.device, args.max_corr_elements, args.tile,
-                                 args.tile_overlap, args.max_memory_mb)
-    pairs = list_pairs(args.lr, args.ref, args.gt, args.output)
+                                 args.tile_overlap, args.max_memory_mb, args.ref_canvas)
+    candidates = list_reference_candidates(args.ref_dir) if args.ref_dir else ()
+    pairs = list_pairs(args.lr, args.ref or [], args.gt, args.output, candidates)
     results = []
     for lr_path, ref_paths, gt_path, out_path in tqdm(pairs, unit='image', disable=len(pairs) == 1):
-        lr, ref = read_image_rgb(lr_path), stitch_references([read_image_rgb(path) for path in ref_paths])
-        sr = inferencer(lr, ref, ref_name=', '.join(ref_paths))
+        lr, refs = read_image_rgb(lr_path), [read_image_rgb(path) for path in ref_paths]
+        sr = inferencer(lr, refs, ref_name=ref_paths)
         os.makedirs(osp.dirname(osp.abspath(out_path)), exist_ok=True)
         imwrite(np.ascontiguousarray(sr[..., ::-1]), out_path)
         gt = read_image_rgb(gt_path) if gt_path else None
@@ -64,7 +116,7 @@ def run_infer(args):
             results.append(values)
             print(f'{osp.basename(lr_path)}: ' + ', '.join(f'{k} {v:.4f}' for k, v in values.items()))
         if args.compare:
-            lq, sr_batch, ref_batch = (to_batch(img, 'cpu') for img in (lr, sr, ref))
+            lq, sr_batch, ref_batch = (to_batch(img, 'cpu') for img in (lr, sr, stitch_references(refs)))
             panels = refsr_panels(lq, sr_batch, ref_batch, None if gt is None else to_batch(gt, 'cpu'))
             write_comparison(panels, osp.splitext(out_path)[0] + '_compare.png')
     if len(results) > 1:

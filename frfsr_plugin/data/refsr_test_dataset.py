@@ -6,10 +6,12 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from frfsr_plugin.data.transforms import (check_scale, list_image_names, make_lr_pair, make_sample, mod_crop, pad_to,
-                                          pad_to_common_canvas, read_image_rgb, require_option, shuffle_patches)
+                                          pad_to_common_canvas, pil_bicubic_resize, read_image_rgb, require_option,
+                                          shuffle_patches)
 from frfsr_plugin.utils.errors import BadFileError, InputSizeError, MissingFileError, OptionError
 
 MODES = ('cufed5', 'pairs')
+REF_CANVASES = ('padded', 'decoupled')
 CUFED5_REF_LEVELS = (1, 2, 3, 4, 5)
 LR_REF = 'lr'
 TEST_SHUFFLE_GRIDS = (2, 4, 8)
@@ -73,8 +75,10 @@ class RefSRTestDataset(data.Dataset):
     bottom/right to (Hp, Wp) = (max height, max width). The LR and its up-sampled version are made by PIL bicubic from
     the padded GT, while ``gt`` stays unpadded. With ``dataroot_lq`` the LR is read instead (e.g. a fixed degraded
     copy written by ``tools/make_degraded_testset.py``): it must be the mod-cropped GT's size / 4 and is zero-padded
-    to (Hp / 4, Wp / 4), and ``lq_up`` is its PIL-bicubic x4 (as ``frfsr infer`` pads a user's LR). With
-    ``ref_level: lr`` the reference is ``lq_up`` itself.
+    to (Hp / 4, Wp / 4), and ``lq_up`` is its PIL-bicubic x4 (as ``frfsr infer --ref-canvas padded`` pads a user's
+    LR). With ``ref_level: lr`` the reference is ``lq_up`` itself. With ``ref_canvas: decoupled`` nothing is padded:
+    the LR is made from (or, with ``dataroot_lq``, is) the mod-cropped GT's size / 4 and the reference keeps its
+    mod-cropped size, which the reference pipeline matches on its own grid (batches of one sample when sizes vary).
 
     Args:
         opt (dict): Options:
@@ -96,9 +100,11 @@ class RefSRTestDataset(data.Dataset):
                 ``(i + ref_from_other_sample) mod N`` would use (its ``ref_level`` file in mode ``cufed5``, its listed
                 reference in mode ``pairs``), before any shuffle. 0 keeps each sample's own reference; values that
                 are multiples of N, and ``ref_level: lr``, are errors. Default: 0.
+            ref_canvas (str): ``'padded'`` (the papers' protocol) or ``'decoupled'``. Default: ``'padded'``.
             scale (int): SR factor, must be 4. Default: 4.
 
-    Samples: ``gt`` (3, Hg, Wg), ``lq`` (3, Hp / 4, Wp / 4), ``lq_up`` and ``ref`` (3, Hp, Wp), float32 RGB in [0, 1];
+    Samples: ``gt`` (3, Hg, Wg), ``lq`` (3, Hp / 4, Wp / 4), ``lq_up`` and ``ref`` (3, Hp, Wp), float32 RGB in [0, 1]
+    (decoupled: ``lq`` (3, Hg / 4, Wg / 4), ``lq_up`` (3, Hg, Wg), ``ref`` (3, Hr, Wr), the mod-cropped reference);
     ``lq_path`` = ``gt_path`` and ``ref_path`` (str; the GT path when ``ref_level`` is ``'lr'``, the other sample's
     reference with ``ref_from_other_sample``).
     """
@@ -115,6 +121,9 @@ class RefSRTestDataset(data.Dataset):
         self.ref_shuffle_grid = opt.get('ref_shuffle_grid') or None
         self.ref_shuffle_seed = int(opt.get('ref_shuffle_seed', 0))
         self.lq_folder = opt.get('dataroot_lq')
+        self.ref_canvas = opt.get('ref_canvas', 'padded')
+        if self.ref_canvas not in REF_CANVASES:
+            raise OptionError(f"option 'ref_canvas' must be one of {REF_CANVASES}, got {self.ref_canvas!r}")
         self._check_shuffle_options()
         if mode == 'cufed5':
             pairs = self._cufed5_pairs(opt.get('ext', '.png'))
@@ -194,7 +203,13 @@ class RefSRTestDataset(data.Dataset):
             ref = mod_crop(read_image_rgb(ref_path), self.scale)
             if self.ref_shuffle_grid:
                 ref = shuffle_patches(ref, self.ref_shuffle_grid, np.random.default_rng(self.ref_shuffle_seed + index))
-        if self.lq_folder is not None:  # the given LR, padded as frfsr infer pads a user's LR
+        if self.ref_canvas == 'decoupled':  # LR and reference at their own sizes
+            if self.lq_folder is None:
+                lq, lq_up = make_lr_pair(gt, self.scale)
+            else:
+                lq = self._read_lq(gt_path, gt)
+                lq_up = pil_bicubic_resize(lq, gt.shape[:2])
+        elif self.lq_folder is not None:  # the given LR, padded as frfsr infer pads a user's LR
             lq, lq_up, ref = pad_to_common_canvas(self._read_lq(gt_path, gt), ref, self.scale)
         else:  # the PIL-bicubic LR of the GT zero-padded to the canvas
             canvas = gt.shape[:2] if ref is None else tuple(map(max, gt.shape[:2], ref.shape[:2]))

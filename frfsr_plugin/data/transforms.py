@@ -270,7 +270,7 @@ def make_sample(gt, lq, lq_up, ref, gt_path, ref_path):
         gt (ndarray): (H, W, 3) uint8 HR ground truth.
         lq (ndarray | None): (h, w, 3) uint8 LR input; None leaves it out (the model synthesises it from ``gt``).
         lq_up (ndarray | None): (h * scale, w * scale, 3) uint8 up-sampled LR; None leaves it out.
-        ref (ndarray): (h * scale, w * scale, 3) uint8 reference.
+        ref (ndarray): (H_r, W_r, 3) uint8 reference; (h * scale, w * scale) on a padded canvas.
         gt_path (str): GT file, also stored as ``lq_path`` (BasicSR names its outputs after it).
         ref_path (str): Reference file.
 

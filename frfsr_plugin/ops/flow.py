@@ -70,19 +70,21 @@ def flow_to_pre_offsets(flow, scale):
 
 
 def flow_warp(x, flow):
-    """Bilinearly sample ``x`` at ``p + flow(p)`` with zero padding (align_corners=True).
+    """Bilinearly sample ``x`` at ``p + flow(p)`` for every position p of the flow's grid, zero outside ``x``
+    (align_corners=True).
 
     Args:
         x (Tensor): Shape (B, C, H, W).
-        flow (Tensor): Shape (B, H, W, 2), last dim (x, y), in pixels.
+        flow (Tensor): Shape (B, h, w, 2), last dim (x, y), in pixels of ``x``; (h, w) may differ from (H, W) (a
+            flow from the LR grid into a reference of its own size).
 
     Returns:
-        Tensor: Shape (B, C, H, W).
+        Tensor: Shape (B, C, h, w).
     """
     height, width = x.shape[-2:]
     ys, xs = torch.meshgrid(
-        torch.arange(height, dtype=x.dtype, device=x.device),
-        torch.arange(width, dtype=x.dtype, device=x.device),
+        torch.arange(flow.shape[1], dtype=x.dtype, device=x.device),
+        torch.arange(flow.shape[2], dtype=x.dtype, device=x.device),
         indexing='ij')
     grid_x = 2.0 * (xs + flow[..., 0]) / max(width - 1, 1) - 1.0
     grid_y = 2.0 * (ys + flow[..., 1]) / max(height - 1, 1) - 1.0

@@ -1,21 +1,24 @@
-"""A tile's view of a Ref feature map: the crop on the tile's grid and the whole map that deformable convs sample.
+"""A view of a Ref feature map from the LR grid: the part on the LR (or tile) grid and the whole map to sample.
 
-In tiled restoration (``frfsr_plugin/restoration/tiling.py``) the FAM's deformable convs sample the raw Ref features
-at ``p + pre-offset + learned offset``, which may point anywhere in the Ref, so a tile receives each Ref level as a
-:class:`RefWindow`; :class:`~frfsr_plugin.archs.alignment.TextureAlignment` reads it through :func:`split_ref`.
+The FAM's deformable convs sample the raw Ref features at ``p + pre-offset + learned offset``, which may point
+anywhere in the Ref, while its offset branch reads the Ref feature at ``p`` itself. So where the Ref map is not the LR
+grid's own, each Ref level travels as a :class:`RefWindow`: in tiled restoration (``frfsr_plugin/restoration/
+tiling.py``), and when the reference (or reference set) has its own size (:func:`on_lr_grid`).
+:class:`~frfsr_plugin.archs.alignment.TextureAlignment` reads it through :func:`split_ref`.
 """
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
 class RefWindow:
-    """A tile's view of one Ref feature level.
+    """A view of one Ref feature level from the LR grid (or one tile of it).
 
     Attributes:
-        local (Tensor): The crop on the tile's grid, shape (B, C, s th, s tw).
-        full (Tensor): The whole map, shape (B, C, s h, s w).
+        local (Tensor): The Ref feature at the grid's own positions, shape (B, C, s th, s tw).
+        full (Tensor): The whole map, shape (B, C, H_s, W_s) (the LR grid's size at this level, or the reference's).
         origin (tuple[int, int]): Position (y, x) of ``local[..., 0, 0]`` in ``full``.
     """
 
@@ -36,3 +39,23 @@ def split_ref(ref):
     if isinstance(ref, RefWindow):
         return ref.local, ref.full, ref.origin
     return ref, ref, (0, 0)
+
+
+def on_lr_grid(full, size):
+    """A Ref feature map of its own size seen from the LR grid at the same level.
+
+    Args:
+        full (Tensor): The Ref (or reference-set canvas) feature, shape (B, C, H_s, W_s).
+        size (tuple[int, int]): (height, width) of the LR grid at this level.
+
+    Returns:
+        Tensor | RefWindow: ``full`` itself when it has the LR grid's size, else a :class:`RefWindow` whose crop is
+        ``full`` cut or zero-padded on the bottom/right to ``size`` (the Ref at the same positions, as a Ref padded to a
+        common canvas gives it), at origin (0, 0).
+    """
+    height, width = size
+    if tuple(full.shape[-2:]) == (height, width):
+        return full
+    local = full[..., :height, :width]
+    local = F.pad(local, (0, width - local.shape[-1], 0, height - local.shape[-2]))
+    return RefWindow(local, full, (0, 0))

@@ -5,12 +5,16 @@ Above the process's baseline (interpreter, torch, weights), one image has two ph
 * global, over the whole HR canvas of N pixels: contrastive encoder, patch matching, VGG19 Ref features, flows,
   warping and SIFE, ``GLOBAL_BYTES_PER_PIXEL * N`` plus the matcher's chunk buffers (:func:`matching_bytes`, bounded
   by ``max_corr_elements``);
-* restoration: the context kept for the tiles (:func:`kept_bytes_per_pixel`, counted from the tensors' channels)
-  plus one tile's forward, the generators' bytes per HR pixel (``inference_bytes_per_pixel()`` of the arch) times
-  the tile's HR pixels.
+* restoration: the context kept for the tiles (:func:`kept_bytes`, counted from the tensors' channels) plus one
+  tile's forward, the generators' bytes per HR pixel (``inference_bytes_per_pixel()`` of the arch) times the tile's
+  HR pixels.
 
 The constants are the slopes of peak resident memory between two image sizes, measured on CPU in fresh processes by
-``tools/measure_memory.py`` (``ru_maxrss`` minus the resident memory just before the measured call).
+``tools/measure_memory.py`` (``ru_maxrss`` minus the resident memory just before the measured call), with the
+reference padded to the LR canvas (the papers' protocol). A reference of its own size, or a reference set
+(``ops/reference_set.py``), has a canvas of N_ref HR pixels besides the LR's N: the global phase is then charged
+``GLOBAL_BYTES_PER_PIXEL * (N + N_ref) / 2`` (half the measured slope to each side, an estimate: the LR side runs
+the encoder's LR branch, SIFE, flows and warping, the reference side the encoder's Ref branch and VGG19).
 """
 import math
 import os
@@ -21,6 +25,7 @@ from frfsr_plugin.archs.correspondence_arch import LEVEL_SCALES
 from frfsr_plugin.archs.frfsr_arch import REF_CHANNELS
 from frfsr_plugin.data.transforms import SUPPORTED_SCALE
 from frfsr_plugin.ops.patch_match import matching_plan
+from frfsr_plugin.ops.reference_set import layout_references
 from frfsr_plugin.restoration.tiling import MIN_TILE_SIZE, tile_spans
 from frfsr_plugin.utils.errors import InputSizeError
 
@@ -29,23 +34,32 @@ GLOBAL_BYTES_PER_PIXEL = 1300  # measured 1108 (encoder, matching less its chunk
 PRE_OFFSET_CHANNELS = 18
 
 
-def matching_bytes(lr_size, max_corr_elements):
+def matching_bytes(lr_size, max_corr_elements, ref_grid_sizes=None):
     """Peak bytes of the matcher's buffers (``ops/patch_match.py::matching_plan``), batch 1.
 
     Args:
-        lr_size (tuple[int, int]): (h, w) of the LR canvas; the Ref's encoder features have the same size.
+        lr_size (tuple[int, int]): (h, w) of the LR canvas.
         max_corr_elements (int): The matcher's budget in elements (0: the smallest plan, one Ref patch row per chunk).
+        ref_grid_sizes (Sequence[tuple[int, int]] | None): (h_i, w_i) of each reference's encoder features, matched
+            one after the other; None: one reference of the LR canvas's size. Default: None.
 
     Returns:
-        int: Bytes.
+        int: Bytes (of the largest reference's plan).
     """
-    return FLOAT_BYTES * matching_plan(1, lr_size, lr_size, max_corr_elements)[2]
+    sizes = ref_grid_sizes or [lr_size]
+    return FLOAT_BYTES * max(matching_plan(1, lr_size, size, max_corr_elements)[2] for size in sizes)
 
 
-def largest_corr_elements(lr_size, available):
+def largest_corr_elements(lr_size, available, ref_grid_sizes=None):
     """The largest matcher budget (elements) that fits ``available`` bytes; 0 if not even the smallest plan fits."""
     elements = int(available // FLOAT_BYTES)
-    return elements if elements >= matching_bytes(lr_size, 0) // FLOAT_BYTES else 0
+    return elements if elements >= matching_bytes(lr_size, 0, ref_grid_sizes) // FLOAT_BYTES else 0
+
+
+def ref_feature_channels():
+    """Channels of the VGG19 Ref features (relu1_1, relu2_1, relu3_1) per HR pixel of the Ref."""
+    hr_fraction = [(scale / max(LEVEL_SCALES))**2 for scale in LEVEL_SCALES]  # pixels of each level per HR pixel
+    return sum(channels * fraction for channels, fraction in zip(REF_CHANNELS, hr_fraction))
 
 
 def kept_bytes_per_pixel(sife_channels, num_outputs):
@@ -59,10 +73,31 @@ def kept_bytes_per_pixel(sife_channels, num_outputs):
         float: Bytes per HR pixel.
     """
     hr_fraction = [(scale / max(LEVEL_SCALES))**2 for scale in LEVEL_SCALES]  # pixels of each level per HR pixel
-    ref_and_warped = 2 * sum(channels * fraction for channels, fraction in zip(REF_CHANNELS, hr_fraction))
+    ref_and_warped = 2 * ref_feature_channels()
     pre_offsets = PRE_OFFSET_CHANNELS * sum(hr_fraction)
     images = 3 + 3 + 3 / 16  # lq_up, Ref, lq
     return FLOAT_BYTES * (ref_and_warped + pre_offsets + sife_channels / 16 + images + 3 * num_outputs)
+
+
+def kept_bytes(lr_pixels, sife_channels, num_outputs, canvas_pixels=None):
+    """Bytes alive while tiles run (:func:`kept_bytes_per_pixel`) for an LR and a reference canvas of their own sizes.
+
+    Args:
+        lr_pixels (int): HR pixels of the LR canvas (16 h w).
+        sife_channels (int): Channels of the SIFE feature (0 without SIFE).
+        num_outputs (int): SR images produced.
+        canvas_pixels (int | None): HR pixels of the reference canvas; None: the reference lies on the LR canvas (the
+            papers' padded protocol). Default: None.
+
+    Returns:
+        float: Bytes. A canvas of its own adds its Ref image and features beyond the LR canvas's pixels, and the
+        Ref features cut to the LR grid for the FAMs' offset branches (``ops/ref_window.py::on_lr_grid``).
+    """
+    kept = kept_bytes_per_pixel(sife_channels, num_outputs) * lr_pixels
+    if canvas_pixels is None:
+        return kept
+    ref_per_pixel = FLOAT_BYTES * (ref_feature_channels() + 3)
+    return kept + ref_per_pixel * (canvas_pixels - lr_pixels) + FLOAT_BYTES * ref_feature_channels() * lr_pixels
 
 
 def resident_bytes(device='cpu'):
@@ -111,6 +146,25 @@ class MemoryBudget(NamedTuple):
     baseline: float
 
 
+def describe_references(reference, canvas_size):
+    """``reference 'a.png' (500x332, HR canvas 500x332)`` or ``reference set of 2 'a.png', 'b.png' (...)``.
+
+    Args:
+        reference (tuple): (name, (H, W)) of one reference, or (names, sizes) of a set, sizes as given.
+        canvas_size (tuple[int, int]): (H, W) of the HR canvas the reference is matched on.
+
+    Returns:
+        str
+    """
+    names, sizes = reference
+    if isinstance(names, str):
+        names, sizes = [names], [sizes]
+    noun = 'reference' if len(names) == 1 else f'reference set of {len(names)}'
+    quoted = ', '.join(f"'{name}'" for name in names)
+    shapes = ', '.join(f'{width}x{height}' for height, width in sizes)
+    return f'{noun} {quoted} ({shapes}, HR canvas {canvas_size[1]}x{canvas_size[0]})'
+
+
 def plan_restoration(lr_size,
                      networks,
                      sife_channels,
@@ -119,18 +173,23 @@ def plan_restoration(lr_size,
                      tile_size,
                      overlap,
                      reference,
+                     ref_grid_sizes=None,
                      scale=SUPPORTED_SCALE):
     """Tile size and matching chunk of one image under a memory budget (a pure function of sizes and networks).
 
     Args:
-        lr_size (tuple[int, int]): (h, w) of the padded LR canvas.
+        lr_size (tuple[int, int]): (h, w) of the LR canvas (padded in the papers' protocol).
         networks (tuple[nn.Module]): The restoration networks, bare (Net1, then the generator).
         sife_channels (int): Channels of the SIFE feature in the context (0 without SIFE).
         budget (MemoryBudget): The budget.
         max_corr_elements (int): The matcher's largest chunk (its budget without a memory limit).
         tile_size (int | None): A tile size fixed by the user, or None to choose the largest that fits.
         overlap (int): LR pixels shared by neighbouring tiles.
-        reference (tuple[str, tuple[int, int]]): The reference's name and (H, W) as given, for the error message.
+        reference (tuple): The reference's name and (H, W) as given, or the names and sizes of a reference set, for
+            the error message (:func:`describe_references`).
+        ref_grid_sizes (Sequence[tuple[int, int]] | None): (h_i, w_i) of each reference's encoder features (its
+            mod-cropped size / 4) when the references keep their own sizes; None: one reference padded to the LR
+            canvas. Default: None.
         scale (int): HR pixels per LR pixel along each side. Default: 4.
 
     Returns:
@@ -142,21 +201,25 @@ def plan_restoration(lr_size,
             restoration) does not fit the budget.
     """
     pixels = scale**2 * lr_size[0] * lr_size[1]
+    canvas = tuple(lr_size) if ref_grid_sizes is None else layout_references(ref_grid_sizes).size
+    # a canvas of the LR's size is the padded protocol's case, whatever the route (ops/ref_window.py::on_lr_grid)
+    canvas_pixels = None if canvas == tuple(lr_size) else scale**2 * canvas[0] * canvas[1]
     available = budget.total - budget.baseline
-    global_bytes = GLOBAL_BYTES_PER_PIXEL * pixels
-    corr_elements = min(max_corr_elements, largest_corr_elements(lr_size, available - global_bytes))
+    global_bytes = GLOBAL_BYTES_PER_PIXEL * (pixels if canvas_pixels is None else (pixels + canvas_pixels) / 2)
+    corr_elements = min(max_corr_elements, largest_corr_elements(lr_size, available - global_bytes, ref_grid_sizes))
 
     def too_big(part, needed):
-        (ref_name, (ref_height, ref_width)), canvas = reference, f'{scale * lr_size[1]}x{scale * lr_size[0]}'
+        fewer = ', use fewer references' if not isinstance(reference[0], str) and len(reference[0]) > 1 else ''
         return InputSizeError(
-            f"reference '{ref_name}' ({ref_width}x{ref_height}, HR canvas {canvas}): {part} needs about "
+            f'{describe_references(reference, (scale * canvas[0], scale * canvas[1]))}: {part} needs about '
             f'{(budget.baseline + needed) / 2**20:.0f} MB, over the budget of {budget.total / 2**20:.0f} MB (of which '
-            f'the networks use {budget.baseline / 2**20:.0f} MB); downscale the reference (or the LR) or raise '
+            f'the networks use {budget.baseline / 2**20:.0f} MB); downscale the reference (or the LR){fewer} or raise '
             '--max-memory-mb.')
 
     if corr_elements == 0:
-        raise too_big('the correspondence (matching, VGG features, SIFE)', global_bytes + matching_bytes(lr_size, 0))
-    kept = kept_bytes_per_pixel(sife_channels, len(networks)) * pixels
+        raise too_big('the correspondence (matching, VGG features, SIFE)',
+                      global_bytes + matching_bytes(lr_size, 0, ref_grid_sizes))
+    kept = kept_bytes(pixels, sife_channels, len(networks), canvas_pixels)
     tile_bytes_per_pixel = max(generator_bytes_per_pixel(net) for net in networks)
     tileable = all(getattr(net, 'supports_tiling', False) for net in networks)
     if tile_size is not None:

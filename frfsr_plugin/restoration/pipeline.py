@@ -1,7 +1,9 @@
 """The reference pipeline: the frozen networks of a RefSR model and the one path from a batch to its SR.
 
-A batch (LR ``lq`` (B, 3, h, w), its PIL-bicubic ``lq_up`` (B, 3, 4h, 4w) and the zero-padded ``ref`` (B, 3, 4h, 4w))
-is restored in two steps, by everyone alike (training, ``basicsr test``, tiles, ``frfsr infer`` and the tools):
+A batch (LR ``lq`` (B, 3, h, w), its PIL-bicubic ``lq_up`` (B, 3, 4h, 4w) and ``ref``: zero-padded to the HR canvas
+(B, 3, 4h, 4w) in the papers' protocol, or a reference of its own size (B, 3, H_r, W_r), or a list of those, a
+reference set) is restored in two steps, by everyone alike (training, ``basicsr test``, tiles, ``frfsr infer`` and
+the tools):
 
 1. :meth:`ReferencePipeline.reference_context`: the frozen reference networks, once per canvas and without
    gradients: the contrastive encoder on (LR-up, Ref) (``network_extractor``), patch matching, flows, pre-offsets
@@ -17,6 +19,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from frfsr_plugin.archs.arch_util import HOOK_PORTS, bare_network, captured_feature, get_submodule_checked
+from frfsr_plugin.archs.correspondence_arch import MATCHES_KEY
 from frfsr_plugin.restoration.tiling import DEFAULT_TILE_OVERLAP, check_supports_tiling, restore_in_tiles
 from frfsr_plugin.utils.errors import OptionError
 from frfsr_plugin.utils.frozen_networks import build_frozen_network, load_frozen_weights
@@ -102,11 +105,15 @@ class Restoration(NamedTuple):
         sr_stage1 (Tensor | None): Net1's SR, (B, 3, 4h, 4w), for two-stage models.
         reuse_feat (Tensor | None): Net1's reused feature as the generator received it, e.g. (B, 64, 4h, 4w) for
             FRFSR; None without Net1, and for a canvas restored in tiles (each tile reuses its own).
+        matches (SetMatches | None): What each LR patch (h - 2, w - 2) drew from which reference and its best cosine
+            similarity (:class:`~frfsr_plugin.ops.reference_set.SetMatches`), from :meth:`ReferencePipeline.
+            super_resolve`; None from :meth:`ReferencePipeline.restore`.
     """
 
     sr: torch.Tensor
     sr_stage1: Optional[torch.Tensor] = None
     reuse_feat: Optional[torch.Tensor] = None
+    matches: Optional[tuple] = None
 
 
 class ReferencePipeline:
@@ -184,14 +191,20 @@ class ReferencePipeline:
         Args:
             lq (Tensor): LR, (B, 3, h, w).
             lq_up (Tensor): PIL-bicubic x4 of ``lq``, (B, 3, 4h, 4w).
-            ref (Tensor): Reference zero-padded to the HR canvas, (B, 3, 4h, 4w).
+            ref (Tensor | Sequence[Tensor]): Reference zero-padded to the HR canvas, (B, 3, 4h, 4w), or of its own size
+                (B, 3, H_r, W_r), multiples of 4; or a list of such references, a reference set.
             max_corr_elements (int | None): Matching chunk budget; None: the correspondence module's. Default: None.
 
         Returns:
-            dict: ``pre_offsets``, ``ref_feats``, ``warped_ref_feats`` (tuples over full / half / LR scale) and
-            ``sife_feat`` (B, C, h, w) when there is a SIFE network.
+            dict: ``pre_offsets``, ``ref_feats``, ``warped_ref_feats`` (tuples over full / half / LR scale; see
+            :class:`~frfsr_plugin.archs.correspondence_arch.FRFSRCorrespondence`), the matches under ``'matches'``,
+            and ``sife_feat`` (B, C, h, w) when there is a SIFE network.
         """
-        context = self.correspondence(*self.extractor(lq_up, ref), ref, max_corr_elements)
+        if torch.is_tensor(ref):
+            context = self.correspondence(*self.extractor(lq_up, ref), ref, max_corr_elements)
+        else:  # each reference encoded alone; the encoder's interface computes the LR branch with every reference
+            encoded = [self.extractor(lq_up, image) for image in ref]
+            context = self.correspondence(encoded[0][0], [feats[1] for feats in encoded], list(ref), max_corr_elements)
         if self.sife is not None:
             context['sife_feat'] = self.sife(lq)
         return context
@@ -238,17 +251,18 @@ class ReferencePipeline:
             generator (nn.Module): ``net_g`` (or its EMA).
             lq (Tensor): LR canvas, (B, 3, h, w).
             lq_up (Tensor): Its PIL-bicubic x4, (B, 3, 4h, 4w).
-            ref (Tensor): Reference zero-padded to the HR canvas, (B, 3, 4h, 4w).
+            ref (Tensor | Sequence[Tensor]): Reference(s), as :meth:`reference_context` takes them.
             tile_size (int | None): Largest tile in LR pixels (``tiling.py``); None: the whole canvas. Default: None.
             tile_overlap (int): LR pixels shared by neighbouring tiles. Default: 16.
             max_corr_elements (int | None): Matching chunk budget; None: the correspondence module's. Default: None.
 
         Returns:
-            Restoration: For the whole canvas (in tiles: blended SR images, no reused feature).
+            Restoration: For the whole canvas (in tiles: blended SR images, no reused feature), with the matches.
         """
         context = self.reference_context(lq, lq_up, ref, max_corr_elements)
+        matches = context.pop(MATCHES_KEY)  # the networks' context is the frozen networks' tensors on the LR grid
         if tile_size is None:
-            return self.restore(generator, lq, context)
+            return self.restore(generator, lq, context)._replace(matches=matches)
         for net in self.restoration_networks(generator):
             check_supports_tiling(net)
 
@@ -256,4 +270,4 @@ class ReferencePipeline:
             images = self.restore(generator, tile_lq, tile_context)._asdict()
             return {name: image for name, image in images.items() if name != 'reuse_feat' and image is not None}
 
-        return Restoration(**restore_in_tiles(restore_tile, lq, context, tile_size, tile_overlap))
+        return Restoration(**restore_in_tiles(restore_tile, lq, context, tile_size, tile_overlap), matches=matches)

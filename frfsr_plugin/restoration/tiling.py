@@ -6,7 +6,8 @@ s = 4, 2, 1), ``sife_feat`` (s = 1) and, in stage 2, ``reuse_feat`` (s = 4). The
 right)`` of the LR receives each of them cropped to ``[s top, s bottom) x [s left, s right)``, with one exception: the
 FAM's deformable convs sample the raw Ref features at ``p + pre-offset + learned offset``, which may point anywhere in
 the Ref, so the entries of ``ref_feats`` become :class:`~frfsr_plugin.ops.ref_window.RefWindow` (the crop for the
-position-wise offset branch, the whole map for sampling, and the crop's origin). A generator declares that it can be
+position-wise offset branch, the whole map for sampling, and the crop's origin); a reference of its own size arrives
+as a ``RefWindow`` already, whose LR-grid part is cropped and whose whole map is kept. A generator declares that it can be
 tiled with the class attribute ``supports_tiling = True``: it must be fully convolutional and read ``ref_feats`` only
 through :class:`~frfsr_plugin.archs.alignment.TextureAlignment`.
 
@@ -117,8 +118,8 @@ def crop_context(context, window, lr_size):
     """A tile's context: every tensor cropped to the tile at its scale, ``ref_feats`` as :class:`RefWindow`.
 
     Args:
-        context (dict): Whole-canvas context; values are tensors (B, C, s h, s w), tuples of them, or anything else
-            (passed unchanged).
+        context (dict): Whole-canvas context; values are tensors (B, C, s h, s w), ``RefWindow`` whose crop is such a
+            tensor, tuples of them, or anything else (passed unchanged).
         window (tuple[int, int, int, int]): (top, bottom, left, right) of the tile in LR pixels.
         lr_size (tuple[int, int]): (h, w) of the LR canvas.
 
@@ -126,16 +127,23 @@ def crop_context(context, window, lr_size):
         dict: The tile's context, same keys.
     """
 
-    def crop(key, value):
-        if isinstance(value, (tuple, list)):
-            return type(value)(crop(key, item) for item in value)
-        if not torch.is_tensor(value):
-            return value
+    def bounds(key, value):  # the tile's window at the scale of ``value``, a tensor on the LR grid
         scale = value.shape[-2] // lr_size[0]
         if scale < 1 or tuple(value.shape[-2:]) != (scale * lr_size[0], scale * lr_size[1]):
             raise ValueError(f'context[{key!r}] of shape {tuple(value.shape)} is not on a multiple of the LR grid '
                              f'{tuple(lr_size)}, so it cannot be cut into tiles.')
-        top, bottom, left, right = (scale * bound for bound in window)
+        return tuple(scale * bound for bound in window)
+
+    def crop(key, value):
+        if isinstance(value, (tuple, list)):
+            return type(value)(crop(key, item) for item in value)
+        if isinstance(value, RefWindow):  # a reference of its own size: crop its LR-grid part, keep the whole map
+            top, bottom, left, right = bounds(key, value.local)
+            return RefWindow(value.local[..., top:bottom, left:right], value.full,
+                             (value.origin[0] + top, value.origin[1] + left))
+        if not torch.is_tensor(value):
+            return value
+        top, bottom, left, right = bounds(key, value)
         local = value[..., top:bottom, left:right]
         return RefWindow(local, value, (top, left)) if key in SAMPLED_CONTEXT_KEYS else local
 
