@@ -1,8 +1,8 @@
 """References of their own size and reference sets (the decoupled canvas), against the papers' padded protocol.
 
 Real photos (scikit-image's coffee, chelsea) with tiny random networks: the restoration networks have the loud
-weights of ``helpers.make_loud``; for matching, the encoder's reference branch is made a copy of its LR branch, so
-that the random encoder maps both images into one feature space (two independent random branches match at chance).
+weights of ``helpers.make_loud``; for matching, the random encoder's two branches start identical
+(``FRFSRContrastiveEncoder``), so it maps both images into one feature space.
 """
 import os
 
@@ -38,13 +38,9 @@ def photos():
 
 
 def seeded_inferencer(yml, weights, **kwargs):
-    """An inferencer whose random frozen networks do not depend on the tests run before (seed 0), with the encoder's
-    Ref branch a copy of its LR branch (see the module docstring)."""
+    """An inferencer whose random frozen networks do not depend on the tests run before (seed 0)."""
     torch.manual_seed(0)
-    inferencer = RefSRInferencer(yml, weights, **kwargs)
-    encoder = inferencer.pipeline.extractor
-    encoder.feature_extraction_image2.load_state_dict(encoder.feature_extraction_image1.state_dict())
-    return inferencer
+    return RefSRInferencer(yml, weights, **kwargs)
 
 
 @pytest.fixture(scope='module')
