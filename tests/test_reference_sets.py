@@ -246,8 +246,8 @@ def test_ref_dir_uses_its_images_as_one_set_and_skips_other_files(loud_checkpoin
     (candidates / '.hidden').write_text('')
     code, stderr, out = ref_dir_infer(loud_checkpoints, capsys, tmp_path, photos['lr'], candidates)
     assert code == 0, stderr
-    assert one_line(stderr) == f"frfsr infer: warning: --ref-dir: skipping '{candidates / 'notes.txt'}' (not an image " \
-        'file)'
+    skipped = candidates / 'notes.txt'
+    assert one_line(stderr) == f"frfsr infer: warning: --ref-dir: skipping '{skipped}' (not an image file)"
     assert cv2.imread(str(out)).shape == (160, 224, 3)
 
 

@@ -7,9 +7,9 @@ right)`` of the LR receives each of them cropped to ``[s top, s bottom) x [s lef
 FAM's deformable convs sample the raw Ref features at ``p + pre-offset + learned offset``, which may point anywhere in
 the Ref, so the entries of ``ref_feats`` become :class:`~frfsr_plugin.ops.ref_window.RefWindow` (the crop for the
 position-wise offset branch, the whole map for sampling, and the crop's origin); a reference of its own size arrives
-as a ``RefWindow`` already, whose LR-grid part is cropped and whose whole map is kept. A generator declares that it can be
-tiled with the class attribute ``supports_tiling = True``: it must be fully convolutional and read ``ref_feats`` only
-through :class:`~frfsr_plugin.archs.alignment.TextureAlignment`.
+as a ``RefWindow`` already, whose LR-grid part is cropped and whose whole map is kept. A generator declares that it
+can be tiled with the class attribute ``supports_tiling = True``: it must be fully convolutional and read
+``ref_feats`` only through :class:`~frfsr_plugin.archs.alignment.TextureAlignment`.
 
 Tiles. Each axis is split into near-equal cores of at most ``size - overlap`` pixels; a tile is its core widened by
 half the overlap towards each neighbour, so neighbouring tiles share ``overlap`` pixels. In that shared band the
