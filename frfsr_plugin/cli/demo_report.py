@@ -15,7 +15,7 @@ from frfsr_plugin.data.transforms import read_image_rgb
 from frfsr_plugin.metrics.evaluation import evaluate_images
 from frfsr_plugin.utils.comparison import write_comparison
 
-# condition -> row label, in table order (tools/evaluate_robustness.py has the full list of conditions)
+# condition -> row label, in table order (data/reference_conditions.py has the full list of conditions)
 REPORT_CONDITIONS = {
     'level1': 'level-1 reference (relevant)',
     'level3': 'level-3 reference',
