@@ -56,6 +56,16 @@ def build_parser():
     infer.add_argument('--gt', help='ground truth (or folder): print Y-PSNR/SSIM (crop 4), and LPIPS with weights')
     infer.add_argument('--lpips-weights', help="torchvision AlexNet weights for LPIPS (alexnet-owt-7be5be79.pth)")
     infer.add_argument('--compare', action='store_true', help='also write <output>_compare.png: bicubic|SR|Ref|GT')
+    infer.add_argument(
+        '--explain',
+        action='store_true',
+        help='also write <output>_explain.png (match confidence, reference drawn from, warped reference, SR) and print '
+        'a summary of the matches')
+    infer.add_argument(
+        '--explain-threshold',
+        type=float,
+        help='cosine similarity in [-1, 1]: the summary gives the share of pixels matched above it (default: 0.5, '
+        'DEFAULT_THRESHOLD of restoration/explanation.py)')
     infer.add_argument('--device', default='cpu', choices=('cpu', 'cuda'), help='default: %(default)s')
     infer.add_argument('--max-corr-elements', type=int, help='memory budget of one matching chunk (elements)')
     infer.add_argument(

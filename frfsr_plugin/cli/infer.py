@@ -5,11 +5,13 @@ import sys
 from os import path as osp
 
 import numpy as np
-from basicsr.utils import imwrite
+from basicsr.utils import imwrite, tensor2img
 from tqdm import tqdm
 
+from frfsr_plugin.cli.explain import write_explanation
 from frfsr_plugin.data.transforms import IMG_EXTENSIONS, read_image_rgb
 from frfsr_plugin.metrics.evaluation import PAPER_METRICS, evaluate_images
+from frfsr_plugin.restoration.explanation import DEFAULT_THRESHOLD, check_threshold
 from frfsr_plugin.restoration.inference import RefSRInferencer, stitch_references, to_batch
 from frfsr_plugin.utils.comparison import refsr_panels, write_comparison
 from frfsr_plugin.utils.cpu_allocator import retain_freed_cpu_memory
@@ -100,6 +102,8 @@ def run_infer(args):
     """Run ``frfsr infer`` with parsed arguments; returns the list of per-image metric dicts (empty without --gt)."""
     if args.max_memory_mb is None:
         retain_freed_cpu_memory()  # 40% faster on CPU; a budget keeps the C library's defaults (utils/cpu_allocator.py)
+    threshold = DEFAULT_THRESHOLD if args.explain_threshold is None else args.explain_threshold
+    check_threshold(threshold)
     inferencer = RefSRInferencer(args.opt, args.weights, args.device, args.max_corr_elements, args.tile,
                                  args.tile_overlap, args.max_memory_mb, args.ref_canvas)
     candidates = list_reference_candidates(args.ref_dir) if args.ref_dir else ()
@@ -107,7 +111,8 @@ def run_infer(args):
     results = []
     for lr_path, ref_paths, gt_path, out_path in tqdm(pairs, unit='image', disable=len(pairs) == 1):
         lr, refs = read_image_rgb(lr_path), [read_image_rgb(path) for path in ref_paths]
-        sr = inferencer(lr, refs, ref_name=ref_paths)
+        restoration, inputs = inferencer.super_resolve_with_inputs(lr, refs, ref_paths)
+        sr = tensor2img(restoration.sr, rgb2bgr=False)
         os.makedirs(osp.dirname(osp.abspath(out_path)), exist_ok=True)
         imwrite(np.ascontiguousarray(sr[..., ::-1]), out_path)
         gt = read_image_rgb(gt_path) if gt_path else None
@@ -119,6 +124,10 @@ def run_infer(args):
             lq, sr_batch, ref_batch = (to_batch(img, 'cpu') for img in (lr, sr, stitch_references(refs)))
             panels = refsr_panels(lq, sr_batch, ref_batch, None if gt is None else to_batch(gt, 'cpu'))
             write_comparison(panels, osp.splitext(out_path)[0] + '_compare.png')
+        if args.explain:
+            names = [osp.basename(path) for path in ref_paths]
+            explain_path = osp.splitext(out_path)[0] + '_explain.png'
+            print(write_explanation(osp.basename(lr_path), restoration, inputs, names, threshold, explain_path))
     if len(results) > 1:
         print('mean: ' + ', '.join(f'{k} {np.mean([r[k] for r in results]):.4f}' for k in results[0]))
     return results

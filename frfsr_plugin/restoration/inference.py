@@ -249,6 +249,15 @@ class RefSRInferencer:
     def super_resolve(self, lr, ref, ref_name='the reference'):
         """The :class:`~frfsr_plugin.restoration.pipeline.Restoration` of one LR image, its SR images cropped to 4x the
         LR (arguments as :meth:`prepare_inputs`). On the padded canvas the matches cover the padded LR."""
+        return self.super_resolve_with_inputs(lr, ref, ref_name)[0]
+
+    def super_resolve_with_inputs(self, lr, ref, ref_name='the reference'):
+        """:meth:`super_resolve`, and the :class:`PreparedInputs` it restored (the references as the networks saw
+        them, for ``restoration/explanation.py``).
+
+        Returns:
+            tuple[Restoration, PreparedInputs]
+        """
         inputs = self.prepare_inputs(lr, ref, ref_name)
         restoration = self.restore(inputs.batch, inputs.tile_size, inputs.max_corr_elements)
         height, width = inputs.output_size
@@ -256,7 +265,7 @@ class RefSRInferencer:
             name: image[..., :height, :width]
             for name, image in (('sr', restoration.sr), ('sr_stage1', restoration.sr_stage1)) if image is not None
         }
-        return restoration._replace(**crop)
+        return restoration._replace(**crop), inputs
 
     def __call__(self, lr, ref, ref_name='the reference'):
         """

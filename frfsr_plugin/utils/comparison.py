@@ -105,6 +105,34 @@ def labelled_side_by_side(panels, min_size=MIN_PANEL_SIZE, gap=GAP):
     return labelled_grid([panels], min_size, gap)
 
 
+def labelled_side_by_side_with_keys(panels, keys, min_size=MIN_PANEL_SIZE, gap=GAP):
+    """:func:`labelled_side_by_side` of ``panels`` with a key (a colour scale, a legend) under some of them, drawn at
+    the final resolution (keys are not upscaled).
+
+    Args:
+        panels (list[tuple[str, Tensor]]): (label, image) pairs, see :func:`labelled_side_by_side`.
+        keys (list[Callable[[int], Tensor] | None]): For each panel, None or a function of the panel's upscaled width
+            that returns its key, RGB in [0, 1] of shape (3, h_k, width); at least one key.
+        min_size (int): Shorter side of the smallest panel after upscaling, at least. Default: 256.
+        gap (int): White gap between panels, and between panels and keys, in pixels. Default: 6.
+
+    Returns:
+        Tensor: (3, H_row + gap + max h_k, W_row) RGB in [0, 1], the row of :func:`labelled_side_by_side` (3, H_row,
+        W_row) on top; key k starts at the left edge of panel k.
+    """
+    row = labelled_side_by_side(panels, min_size, gap)
+    factor = panel_scale([image for _, image in panels], min_size)
+    widths = [factor * image.shape[-1] for _, image in panels]
+    drawn = [None if key is None else key(width) for key, width in zip(keys, widths)]
+    keys_row = torch.ones(3, max(key.shape[1] for key in drawn if key is not None), row.shape[2])
+    left = 0
+    for key, width in zip(drawn, widths):
+        if key is not None:
+            keys_row[:, :key.shape[1], left:left + width] = key
+        left += width + gap
+    return torch.cat([row, torch.ones(3, gap, row.shape[2]), keys_row], 1)
+
+
 def refsr_panels(lq, sr, ref, gt=None, sr_stage1=None):
     """The panels of a RefSR comparison: bicubic | SR | Ref | GT, two-stage bicubic | stage-1 SR | stage-2 SR | Ref |
     GT (validation and ``frfsr infer --compare``).
