@@ -2,6 +2,11 @@
 
 Usage: python tools/benchmark.py [--quick] [--threads N] [--dcn-backend B] [--speed channels_last bf16 ...]
        python tools/benchmark.py --references [--quick] [--threads N] [--dcn-backend B]
+       python tools/benchmark.py --retrieval [--threads N]
+
+With ``--retrieval`` it times ``frfsr rank``'s ranking (``restoration/retrieval.py``, random-init encoder) of 200
+CUFED5-size candidates (500x332 crops of scikit-image's photos, written as PNGs to a temporary folder) for one LR of
+125x83: reading, global descriptors, and the re-ranking of the default shortlist, in one run.
 
 With ``--references`` it measures only reference sets: 1, 3 and 5 CUFED5-size references (500x332 each) for one
 LR of 125x83, full-size random-init networks (stage 1: FRFSRNet), on the decoupled canvas (the LR at its own size, the
@@ -214,6 +219,43 @@ def bench_reference_sets(threads, dcn_backend, repeats):
     return rows, figures
 
 
+RETRIEVAL_CANDIDATES = 200
+RETRIEVAL_PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'retina')
+
+
+def bench_retrieval():
+    """Seconds to rank :data:`RETRIEVAL_CANDIDATES` CUFED5-size candidates for one LR (module docstring)."""
+    import tempfile
+
+    import cv2
+    import numpy as np
+    from skimage import data as skimage_data
+
+    from frfsr_plugin.data.transforms import pil_bicubic_resize
+    from frfsr_plugin.restoration.retrieval import DEFAULT_RERANK, ReferenceRetriever
+
+    photos = [getattr(skimage_data, name)() for name in RETRIEVAL_PHOTOS]
+    generator = np.random.default_rng(0)
+    height, width = 4 * CUFED5_LR[0], 4 * CUFED5_LR[1]
+    retriever = ReferenceRetriever(build_reference_networks(random_reference_network_options())[0])
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for number in range(RETRIEVAL_CANDIDATES):
+            photo = photos[number % len(photos)]
+            side = generator.uniform(0.5, 1.0)
+            crop_h, crop_w = int(photo.shape[0] * side), int(photo.shape[1] * side)
+            top = generator.integers(0, photo.shape[0] - crop_h + 1)
+            left = generator.integers(0, photo.shape[1] - crop_w + 1)
+            candidate = pil_bicubic_resize(np.ascontiguousarray(photo[top:top + crop_h, left:left + crop_w]),
+                                           (height, width))
+            paths.append(f'{folder}/{number:03d}.png')
+            cv2.imwrite(paths[-1], candidate[..., ::-1])
+        lr = pil_bicubic_resize(photos[2][:height, :width], CUFED5_LR)
+        start = time.perf_counter()
+        retriever.rank(lr, paths, DEFAULT_RERANK)
+        return time.perf_counter() - start
+
+
 def cufed5_inputs():
     """Random LR (1, 3, 83, 125), its bicubic x4 and a Ref (1, 3, 332, 500)."""
     height, width = CUFED5_LR
@@ -308,8 +350,15 @@ def main(argv=None):
     parser.add_argument('--speed', nargs='*', default=[], choices=SPEED_OPTIONS, help='speed options of Net1/Net2')
     parser.add_argument(
         '--references', action='store_true', help='only reference sets: decoupled vs stitched canvas, 1, 3, 5 refs')
+    parser.add_argument('--retrieval', action='store_true', help='only retrieval: rank 200 CUFED5-size candidates')
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.retrieval:
+        seconds = bench_retrieval()
+        print(f'torch {torch.__version__}, {args.threads} threads: ranked {RETRIEVAL_CANDIDATES} candidates of '
+              f'{4 * CUFED5_LR[1]}x{4 * CUFED5_LR[0]} for an LR of {CUFED5_LR[1]}x{CUFED5_LR[0]}')
+        print(f'retrieval_seconds_{RETRIEVAL_CANDIDATES}_candidates: {seconds:.4g}')
+        return 0
     if args.references:
         print(f'torch {torch.__version__}, {args.threads} threads, dcn_backend {args.dcn_backend}, LR '
               f'{CUFED5_LR[1]}x{CUFED5_LR[0]}, references {4 * CUFED5_LR[1]}x{4 * CUFED5_LR[0]}')

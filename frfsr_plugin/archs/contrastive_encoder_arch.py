@@ -108,6 +108,14 @@ class FRFSRContrastiveEncoder(torch.nn.Module):
                         mapped[f'{branch}.model.{name}.{param}'] = value
         load_state_dict_checked(self, mapped, f"'{path}' (torchvision VGG16 features.0/2/5/7/10)")
 
+    def encode_lr(self, img_lq_up):
+        """Branch 1 alone: the features of the bicubic x4 upsampled LR, (B, 3, 4h, 4w) -> (B, 256, h, w)."""
+        return self.feature_extraction_image1(img_lq_up)
+
+    def encode_reference(self, img_ref):
+        """Branch 2 alone: the features of a reference, (B, 3, H_r, W_r) -> (B, 256, H_r / 4, W_r / 4)."""
+        return self.feature_extraction_image2(img_ref)
+
     def forward(self, img_lq_up, img_ref):
         """
         Args:
@@ -117,4 +125,4 @@ class FRFSRContrastiveEncoder(torch.nn.Module):
         Returns:
             tuple[Tensor, Tensor]: Features of shape (B, 256, h, w) and (B, 256, H_r / 4, W_r / 4).
         """
-        return self.feature_extraction_image1(img_lq_up), self.feature_extraction_image2(img_ref)
+        return self.encode_lr(img_lq_up), self.encode_reference(img_ref)

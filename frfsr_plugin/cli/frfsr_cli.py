@@ -1,5 +1,5 @@
 """The ``frfsr`` command: ``frfsr demo`` runs the whole two-stage flow on bundled photos; ``frfsr infer``
-super-resolves your own LR images with your own references."""
+super-resolves your own LR images with your own references; ``frfsr rank`` ranks candidate references for an LR."""
 import argparse
 import subprocess
 import sys
@@ -52,6 +52,12 @@ def build_parser():
         help="decoupled: the networks run on the LR's own size, each reference keeps its own; padded: the papers' "
         'protocol, LR and reference (several: stitched side by side at one height) zero-padded to a common size '
         '(default: %(default)s)')
+    infer.add_argument(
+        '--top-k',
+        type=int,
+        help='rank the --ref-dir candidates (as frfsr rank) and use only the best K, with any --ref; prints the '
+        'ranking')
+    add_rerank_argument(infer)
     infer.add_argument('-o', '--output', required=True, help='SR image path (or output folder)')
     infer.add_argument('--gt', help='ground truth (or folder): print Y-PSNR/SSIM (crop 4), and LPIPS with weights')
     infer.add_argument('--lpips-weights', help="torchvision AlexNet weights for LPIPS (alexnet-owt-7be5be79.pth)")
@@ -80,7 +86,21 @@ def build_parser():
         type=float,
         help='peak memory budget in MiB (process RSS on CPU): picks the tile size and matching chunk, and stops '
         'with an error if an image cannot fit')
+    rank = commands.add_parser('rank', help='rank candidate references for an LR image (texture encoder only)')
+    rank.add_argument('--opt', required=True, help='training or test YAML defining network_extractor')
+    rank.add_argument('--lr', required=True, help='LR image')
+    rank.add_argument('--ref-dir', required=True, help='a folder of candidate references (other files are skipped)')
+    add_rerank_argument(rank)
+    rank.add_argument('--device', default='cpu', choices=('cpu', 'cuda'), help='default: %(default)s')
     return parser
+
+
+def add_rerank_argument(parser):
+    parser.add_argument(
+        '--rerank',
+        type=int,
+        help='how many of the best candidates by global descriptor are re-ranked by dense match score (default: 10, '
+        'and at least --top-k)')
 
 
 def main(argv=None):
@@ -102,6 +122,9 @@ def main(argv=None):
                 args.batch_size,
                 train_encoder=args.train_encoder,
                 encoder_iters=tuple(args.encoder_iters))
+        elif args.command == 'rank':
+            from frfsr_plugin.cli.rank import run_rank
+            run_rank(args)
         else:
             from frfsr_plugin.cli.infer import run_infer
             run_infer(args)

@@ -1,7 +1,6 @@
 """``frfsr infer``: super-resolve LR images with references: one LR with one or several references (``--ref``,
 ``--ref-dir``), or a folder of LR images with references matched by name."""
 import os
-import sys
 from os import path as osp
 
 import numpy as np
@@ -9,48 +8,15 @@ from basicsr.utils import imwrite, tensor2img
 from tqdm import tqdm
 
 from frfsr_plugin.cli.explain import write_explanation
+from frfsr_plugin.cli.rank import DEFAULT_RERANK, check_retrieval_options, list_reference_candidates, rank_candidates
 from frfsr_plugin.data.transforms import IMG_EXTENSIONS, read_image_rgb
 from frfsr_plugin.metrics.evaluation import PAPER_METRICS, evaluate_images
 from frfsr_plugin.restoration.explanation import DEFAULT_THRESHOLD, check_threshold
 from frfsr_plugin.restoration.inference import RefSRInferencer, stitch_references, to_batch
+from frfsr_plugin.restoration.retrieval import ReferenceRetriever
 from frfsr_plugin.utils.comparison import refsr_panels, write_comparison
 from frfsr_plugin.utils.cpu_allocator import retain_freed_cpu_memory
-from frfsr_plugin.utils.errors import BadFileError, MissingFileError, OptionError
-
-
-def list_reference_candidates(path):
-    """The references of ``--ref-dir``: the file itself, or the image files directly inside the folder, sorted.
-
-    Other files are skipped with a warning on stderr (hidden ones and subfolders silently).
-
-    Args:
-        path (str): An image file or a folder.
-
-    Returns:
-        list[str]: Image paths, at least one.
-    """
-    if osp.isfile(path):
-        if not path.lower().endswith(IMG_EXTENSIONS):
-            raise BadFileError(f"--ref-dir: '{path}' is not an image file ({', '.join(IMG_EXTENSIONS)}).")
-        return [path]
-    if not osp.isdir(path):
-        raise MissingFileError(f"--ref-dir: '{path}' does not exist.")
-    try:
-        names = sorted(os.listdir(path))
-    except OSError as error:
-        raise BadFileError(f"--ref-dir: cannot read the folder '{path}' ({error.strerror}).") from error
-    images = []
-    for name in names:
-        candidate = osp.join(path, name)
-        if name.startswith('.') or not osp.isfile(candidate):
-            continue
-        if name.lower().endswith(IMG_EXTENSIONS):
-            images.append(candidate)
-        else:
-            print(f"frfsr infer: warning: --ref-dir: skipping '{candidate}' (not an image file)", file=sys.stderr)
-    if not images:
-        raise MissingFileError(f"--ref-dir: no images ({', '.join(IMG_EXTENSIONS)}) in '{path}'.")
-    return images
+from frfsr_plugin.utils.errors import MissingFileError, OptionError
 
 
 def list_pairs(lr, refs, gt, output, candidates=()):
@@ -104,13 +70,22 @@ def run_infer(args):
         retain_freed_cpu_memory()  # 40% faster on CPU; a budget keeps the C library's defaults (utils/cpu_allocator.py)
     threshold = DEFAULT_THRESHOLD if args.explain_threshold is None else args.explain_threshold
     check_threshold(threshold)
+    check_retrieval_options(args.top_k, args.rerank, args.ref_dir)
     inferencer = RefSRInferencer(args.opt, args.weights, args.device, args.max_corr_elements, args.tile,
                                  args.tile_overlap, args.max_memory_mb, args.ref_canvas)
     candidates = list_reference_candidates(args.ref_dir) if args.ref_dir else ()
     pairs = list_pairs(args.lr, args.ref or [], args.gt, args.output, candidates)
+    if args.top_k is not None:
+        retriever = ReferenceRetriever(inferencer.pipeline.extractor, args.device, inferencer.max_corr_elements)
+        rerank = max(args.top_k, args.rerank or DEFAULT_RERANK)
     results = []
     for lr_path, ref_paths, gt_path, out_path in tqdm(pairs, unit='image', disable=len(pairs) == 1):
-        lr, refs = read_image_rgb(lr_path), [read_image_rgb(path) for path in ref_paths]
+        lr = read_image_rgb(lr_path)
+        if args.top_k is not None:  # the --ref-dir candidates come last; the best top_k of them join --ref
+            own = ref_paths[:len(ref_paths) - len(candidates)]
+            ranking = rank_candidates(retriever, lr, osp.basename(lr_path), list(candidates), rerank, 'infer', rerank)
+            ref_paths = own + ranking.paths[:args.top_k]
+        refs = [read_image_rgb(path) for path in ref_paths]
         restoration, inputs = inferencer.super_resolve_with_inputs(lr, refs, ref_paths)
         sr = tensor2img(restoration.sr, rgb2bgr=False)
         os.makedirs(osp.dirname(osp.abspath(out_path)), exist_ok=True)

@@ -120,7 +120,8 @@ class ReferencePipeline:
     """The frozen networks of a RefSR model, and the one restoration path (see the module docstring).
 
     Args:
-        extractor (nn.Module): Contrastive encoder, ``(lq_up, ref) -> (feat_lq, feat_ref)``.
+        extractor (nn.Module): Contrastive encoder, ``(lq_up, ref) -> (feat_lq, feat_ref)``, with the branches alone
+            as ``encode_lr(lq_up)`` and ``encode_reference(ref)`` (reference sets encode the LR once).
         correspondence (nn.Module): ``(feat_lq, feat_ref, ref, max_corr_elements) -> context``
             (:class:`~frfsr_plugin.archs.correspondence_arch.FRFSRCorrespondence`).
         sife (nn.Module | None): ``lq -> (B, C, h, w)``, fused by the generator; None without SIFE. Default: None.
@@ -202,9 +203,9 @@ class ReferencePipeline:
         """
         if torch.is_tensor(ref):
             context = self.correspondence(*self.extractor(lq_up, ref), ref, max_corr_elements)
-        else:  # each reference encoded alone; the encoder's interface computes the LR branch with every reference
-            encoded = [self.extractor(lq_up, image) for image in ref]
-            context = self.correspondence(encoded[0][0], [feats[1] for feats in encoded], list(ref), max_corr_elements)
+        else:  # the LR encoded once, each reference alone
+            feat_refs = [self.extractor.encode_reference(image) for image in ref]
+            context = self.correspondence(self.extractor.encode_lr(lq_up), feat_refs, list(ref), max_corr_elements)
         if self.sife is not None:
             context['sife_feat'] = self.sife(lq)
         return context
