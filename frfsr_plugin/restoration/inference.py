@@ -8,8 +8,8 @@ from basicsr.archs import build_network
 from basicsr.utils import get_root_logger, img2tensor, tensor2img
 
 from frfsr_plugin.archs.frfsr_arch import MIN_LR_SIZE
-from frfsr_plugin.ops.patch_match import PATCH_SIZE
 from frfsr_plugin.data.transforms import SUPPORTED_SCALE, mod_crop, pad_to_common_canvas, pil_bicubic_resize
+from frfsr_plugin.ops.patch_match import PATCH_SIZE
 from frfsr_plugin.restoration import memory
 from frfsr_plugin.restoration.pipeline import ReferencePipeline
 from frfsr_plugin.restoration.tiling import parse_tile_options
