@@ -8,12 +8,12 @@ from basicsr.utils import imwrite, tensor2img
 from tqdm import tqdm
 
 from frfsr_plugin.cli.explain import write_explanation
-from frfsr_plugin.cli.rank import DEFAULT_RERANK, check_retrieval_options, list_reference_candidates, rank_candidates
+from frfsr_plugin.cli.rank import check_retrieval_options, list_reference_candidates, rank_candidates
 from frfsr_plugin.data.transforms import IMG_EXTENSIONS, read_image_rgb
 from frfsr_plugin.metrics.evaluation import PAPER_METRICS, evaluate_images
 from frfsr_plugin.restoration.explanation import DEFAULT_THRESHOLD, check_threshold
 from frfsr_plugin.restoration.inference import RefSRInferencer, stitch_references, to_batch
-from frfsr_plugin.restoration.retrieval import ReferenceRetriever
+from frfsr_plugin.restoration.retrieval import DEFAULT_RERANK, ReferenceRetriever
 from frfsr_plugin.utils.comparison import refsr_panels, write_comparison
 from frfsr_plugin.utils.cpu_allocator import retain_freed_cpu_memory
 from frfsr_plugin.utils.errors import MissingFileError, OptionError
