@@ -186,14 +186,14 @@ from frfsr_plugin.data.transforms import read_image_rgb
 from frfsr_plugin.restoration.inference import RefSRInferencer
 opt, weights, lr_path, ref_path = sys.argv[1:]
 lr, ref = read_image_rgb(lr_path), read_image_rgb(ref_path)
-inferencer = RefSRInferencer(opt, weights, tile_overlap=8, canvas='padded')  # the budget below is the padded one's
+inferencer = RefSRInferencer(opt, weights, tile_overlap=8, max_memory_mb=1e6, canvas='padded')  # budget set below
 with open('/proc/self/clear_refs', 'w') as clear_refs:  # resets the peak: measure the image, not the loading
     clear_refs.write('5')
 pixels = 16 * lr.shape[0] * lr.shape[1]
-# budget: what the networks use now, the context kept for the tiles and the forward of a 32x40 tile
+# budget: what the networks use now, the fixed overheads, the context kept for the tiles and the forward of a 32x40 tile
 kept = memory.kept_bytes_per_pixel(inferencer.generator.sife_channels, 1) * pixels
 tile_bytes = inferencer.generator.inference_bytes_per_pixel() * 16 * 32 * 40
-inferencer.max_memory = inferencer.baseline_memory + kept + tile_bytes
+inferencer.max_memory = inferencer.baseline_memory + memory.FIXED_BYTES + kept + tile_bytes
 tile_size, _ = inferencer.plan(lr.shape[:2], ref.shape[:2], ref_path)
 sr = inferencer(lr, ref, ref_path)
 with open('/proc/self/status') as status:
@@ -205,9 +205,10 @@ print(json.dumps({'tile': tile_size, 'budget': inferencer.max_memory, 'baseline'
 
 @pytest.mark.integration
 def test_automatic_tile_size_fits_the_budget_and_the_run_stays_under_it(loud_checkpoints, photo_pair, tmp_path):
-    """The budget is what the networks use after loading (about 870 MB here) plus the estimate for the context kept for
-    the tiles and a 32x40 tile (about 200 MB), on the papers' padded canvas (its kept context is
-    ``kept_bytes_per_pixel`` times the canvas); the image's peak resident memory was measured at about 1000 MB."""
+    """The budget is what the networks use after loading (about 870 MB here) plus the estimate for the fixed
+    overheads, the context kept for the tiles and a 32x40 tile (about 190 MB), on the papers' padded canvas (its kept
+    context is ``kept_bytes_per_pixel`` times the canvas). Under the budget's allocator setting the image's peak
+    repeats to a fraction of a MB; it was measured at about 75% of the image's share of the budget."""
     lr, ref = photo_pair
     result = subprocess.run([
         sys.executable, '-c', AUTO_TILE_CHILD, loud_checkpoints['stage1'], loud_checkpoints['net1'],
@@ -221,8 +222,9 @@ def test_automatic_tile_size_fits_the_budget_and_the_run_stays_under_it(loud_che
     run = json.loads(result.stdout.strip().splitlines()[-1])
     # the largest size whose tiles fit: size 55 cuts the 56x40 canvas into two tiles of 32x40, 56 would be one
     assert run['tile'] == 55 and run['shape'] == [4 * LR_SIZE[0], 4 * LR_SIZE[1], 3]
-    # resident-memory peaks vary by a few MB between runs (allocator); allow 5% of the image's share of the budget
-    assert run['peak'] <= run['budget'] + 0.05 * (run['budget'] - run['baseline']), run
+    # under the budget, and not by a loose estimate: the image uses most of its share
+    image_share = run['budget'] - run['baseline']
+    assert 0.6 * image_share <= run['peak'] - run['baseline'] <= image_share, run
 
 
 def test_tiling_needs_generators_that_declare_it():

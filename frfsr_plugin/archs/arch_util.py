@@ -8,7 +8,7 @@ from frfsr_plugin.ops.deform_conv import PreOffsetModulatedDeformConv
 from frfsr_plugin.utils.errors import OptionError
 from frfsr_plugin.utils.speed import uncompiled
 
-DEFAULT_BYTES_PER_PIXEL = 9400  # a tileable generator without inference_bytes_per_pixel(): FRFSRNet's defaults
+DEFAULT_BYTES_PER_PIXEL = 6300  # a tileable generator without inference_bytes_per_pixel(): FRFSRNet's defaults
 HOOK_PORTS = ('input', 'output')  # which side of a submodule a feature is taken from
 
 

@@ -96,11 +96,11 @@ class FRFSRNet(nn.Module):
         except the reused feature.
 
         Dominated by the deformable conv at full resolution (relu1_1, 9 taps x 64 channels sampled per pixel).
-        ``tools/measure_memory.py`` measured 7531 bytes at num_feat 64 and 7098 at num_feat 16 on CPU (the
-        ``grid_sample`` formulation that tiles use; torchvision's op needs less); rounded up by about 20% for the
-        run-to-run variation of resident memory (peaks of one tiled run spread over +-8% in repeated measurements).
+        ``tools/measure_memory.py`` measured 5610 bytes at num_feat 64 and 5156 at num_feat 16 on CPU (the
+        ``grid_sample`` formulation that tiles use; torchvision's op, used on a whole canvas, 5897 at num_feat 64),
+        repeatable to 0.1% under a budget's allocator setting; rounded up by 10-12%.
         """
-        return 8600 + 12 * self.num_feat + 4 * self.reuse_channels
+        return 5500 + 12 * self.num_feat + 4 * self.reuse_channels
 
     def fuse_reused(self, stage, x, context):
         """Stage 2: ``LReLU(reuse_fusion_<stage>([F_rec, x]))``; stage 1 (no fusion convs): ``x`` unchanged."""

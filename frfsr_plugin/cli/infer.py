@@ -67,7 +67,7 @@ def image_metrics(sr, gt, lpips_weights):
 def run_infer(args):
     """Run ``frfsr infer`` with parsed arguments; returns the list of per-image metric dicts (empty without --gt)."""
     if args.max_memory_mb is None:
-        retain_freed_cpu_memory()  # 40% faster on CPU; a budget keeps the C library's defaults (utils/cpu_allocator.py)
+        retain_freed_cpu_memory()  # 40% faster on CPU; under a budget the inferencer hands freed memory back instead
     threshold = DEFAULT_THRESHOLD if args.explain_threshold is None else args.explain_threshold
     check_threshold(threshold)
     check_retrieval_options(args.top_k, args.rerank, args.ref_dir)

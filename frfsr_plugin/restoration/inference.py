@@ -14,6 +14,7 @@ from frfsr_plugin.restoration import memory
 from frfsr_plugin.restoration.pipeline import ReferencePipeline
 from frfsr_plugin.restoration.tiling import parse_tile_options
 from frfsr_plugin.utils.checkpoint import load_state_dict_checked, read_state_dict
+from frfsr_plugin.utils.cpu_allocator import return_freed_cpu_memory
 from frfsr_plugin.utils.errors import InputSizeError, OptionError
 from frfsr_plugin.utils.options import load_plugins
 from frfsr_plugin.utils.speed import parse_speed_options, speed_up_network
@@ -79,7 +80,9 @@ class RefSRInferencer:
     correspondence computed once for the whole image (``restoration/tiling.py``). With ``max_memory_mb`` the
     peak memory of each image is estimated (``restoration/memory.py``): without an explicit tile size, the largest
     tile that fits is chosen (no tiling when the whole image fits), the matching chunk is shrunk to fit, and an image
-    whose correspondence alone does not fit raises :class:`InputSizeError`.
+    whose correspondence alone does not fit raises :class:`InputSizeError`. On CPU a budget makes the process hand
+    freed memory back to the kernel at once (``utils/cpu_allocator.py::return_freed_cpu_memory``, process-wide, set
+    before the networks are built), the allocator setting the estimates were measured under.
 
     Args:
         opt_path (str): Options YAML that defines ``model_type`` and the ``network_*`` entries.
@@ -128,6 +131,8 @@ class RefSRInferencer:
             raise OptionError(f'--max-memory-mb must be positive, got {max_memory_mb}.')
         self.max_memory = None if max_memory_mb is None else max_memory_mb * 2**20
         self.device = torch.device(device)
+        if self.max_memory is not None and self.device.type == 'cpu':
+            return_freed_cpu_memory()  # resident memory follows the live tensors, as the estimates assume
         generator = build_network(opt['network_g']).to(self.device)  # first, as in basicsr test (random inits)
         load_state_dict_checked(generator, weights_state, f"'{weights}'")
         self.generator = speed_up_network(generator.eval(), parse_speed_options(opt))

@@ -1,6 +1,7 @@
 """Peak-memory estimates of inference (float32, batch 1, no gradients) and the tile size that fits a budget.
 
-Above the process's baseline (interpreter, torch, weights), one image has two phases:
+Above the process's baseline (interpreter, torch, weights), one image needs ``FIXED_BYTES`` (first-forward
+overheads: thread pools, kernel workspaces) and then has two phases:
 
 * global, over the whole HR canvas of N pixels: contrastive encoder, patch matching, VGG19 Ref features, flows,
   warping and SIFE, ``GLOBAL_BYTES_PER_PIXEL * N`` plus the matcher's chunk buffers (:func:`matching_bytes`, bounded
@@ -9,12 +10,15 @@ Above the process's baseline (interpreter, torch, weights), one image has two ph
   tile's forward, the generators' bytes per HR pixel (``inference_bytes_per_pixel()`` of the arch) times the tile's
   HR pixels.
 
-The constants are the slopes of peak resident memory between two image sizes, measured on CPU in fresh processes by
-``tools/measure_memory.py`` (``ru_maxrss`` minus the resident memory just before the measured call), with the
-reference padded to the LR canvas (the papers' protocol). A reference of its own size, or a reference set
-(``ops/reference_set.py``), has a canvas of N_ref HR pixels besides the LR's N: the global phase is then charged
-``GLOBAL_BYTES_PER_PIXEL * (N + N_ref) / 2`` (half the measured slope to each side, an estimate: the LR side runs
-the encoder's LR branch, SIFE, flows and warping, the reference side the encoder's Ref branch and VGG19).
+The constants are measured on CPU in fresh processes by ``tools/measure_memory.py`` (``ru_maxrss`` minus the resident
+memory just before the measured call, at two image sizes: the slope gives the bytes per pixel, the intercept the fixed
+part), under the allocator setting of a run under a budget (``utils/cpu_allocator.py::return_freed_cpu_memory``,
+which makes the figures repeat to 0.1%), with the reference padded to the LR canvas (the papers' protocol). A
+reference of its own size, or a reference set (``ops/reference_set.py``), has a canvas of N_ref HR pixels besides the
+LR's N: the two sides peak at different times, so the global phase is charged the larger of
+``GLOBAL_BYTES_PER_PIXEL * N`` and ``REF_GLOBAL_BYTES_PER_PIXEL * N_ref`` (the encoder's Ref branch, VGG19 and the
+matcher's reference side), plus the Ref features cut to the LR grid (:func:`ref_feature_channels` floats per HR
+pixel of the LR), which only a canvas of its own has.
 """
 import math
 import os
@@ -30,7 +34,9 @@ from frfsr_plugin.restoration.tiling import MIN_TILE_SIZE, tile_spans
 from frfsr_plugin.utils.errors import InputSizeError
 
 FLOAT_BYTES = 4
-GLOBAL_BYTES_PER_PIXEL = 1300  # measured 1108 (encoder, matching less its chunks, VGG19, flows, warping, SIFE), +15%
+FIXED_BYTES = 40 * 2**20  # measured intercepts 17-35 MB (global phase 20, generators 17-22, torchvision's DCN 35)
+GLOBAL_BYTES_PER_PIXEL = 1300  # measured 1177 (encoder, matching less its chunks, VGG19, flows, warping, SIFE), +10%
+REF_GLOBAL_BYTES_PER_PIXEL = 900  # per HR pixel of a reference canvas of its own size: measured 793-832, +8%
 PRE_OFFSET_CHANNELS = 18
 
 
@@ -77,6 +83,23 @@ def kept_bytes_per_pixel(sife_channels, num_outputs):
     pre_offsets = PRE_OFFSET_CHANNELS * sum(hr_fraction)
     images = 3 + 3 + 3 / 16  # lq_up, Ref, lq
     return FLOAT_BYTES * (ref_and_warped + pre_offsets + sife_channels / 16 + images + 3 * num_outputs)
+
+
+def global_phase_bytes(lr_pixels, canvas_pixels=None):
+    """Peak bytes of the global phase less the matcher's buffers (see the module docstring).
+
+    Args:
+        lr_pixels (int): HR pixels of the LR canvas (16 h w).
+        canvas_pixels (int | None): HR pixels of a reference canvas of its own size; None: the reference lies on the
+            LR canvas (the papers' padded protocol). Default: None.
+
+    Returns:
+        float: Bytes.
+    """
+    if canvas_pixels is None:
+        return GLOBAL_BYTES_PER_PIXEL * lr_pixels
+    on_lr_grid = FLOAT_BYTES * ref_feature_channels() * lr_pixels
+    return max(GLOBAL_BYTES_PER_PIXEL * lr_pixels, REF_GLOBAL_BYTES_PER_PIXEL * canvas_pixels) + on_lr_grid
 
 
 def kept_bytes(lr_pixels, sife_channels, num_outputs, canvas_pixels=None):
@@ -204,17 +227,17 @@ def plan_restoration(lr_size,
     canvas = tuple(lr_size) if ref_grid_sizes is None else layout_references(ref_grid_sizes).size
     # a canvas of the LR's size is the padded protocol's case, whatever the route (ops/ref_window.py::on_lr_grid)
     canvas_pixels = None if canvas == tuple(lr_size) else scale**2 * canvas[0] * canvas[1]
-    available = budget.total - budget.baseline
-    global_bytes = GLOBAL_BYTES_PER_PIXEL * (pixels if canvas_pixels is None else (pixels + canvas_pixels) / 2)
+    available = budget.total - budget.baseline - FIXED_BYTES
+    global_bytes = global_phase_bytes(pixels, canvas_pixels)
     corr_elements = min(max_corr_elements, largest_corr_elements(lr_size, available - global_bytes, ref_grid_sizes))
 
     def too_big(part, needed):
         fewer = ', use fewer references' if not isinstance(reference[0], str) and len(reference[0]) > 1 else ''
         return InputSizeError(
             f'{describe_references(reference, (scale * canvas[0], scale * canvas[1]))}: {part} needs about '
-            f'{(budget.baseline + needed) / 2**20:.0f} MB, over the budget of {budget.total / 2**20:.0f} MB (of which '
-            f'the networks use {budget.baseline / 2**20:.0f} MB); downscale the reference (or the LR){fewer} or raise '
-            '--max-memory-mb.')
+            f'{(budget.baseline + FIXED_BYTES + needed) / 2**20:.0f} MB, over the budget of '
+            f'{budget.total / 2**20:.0f} MB (of which the networks use {budget.baseline / 2**20:.0f} MB); downscale '
+            f'the reference (or the LR){fewer} or raise --max-memory-mb.')
 
     if corr_elements == 0:
         raise too_big('the correspondence (matching, VGG features, SIFE)',
